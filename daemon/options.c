@@ -1,0 +1,85 @@
+/*
+ * Command-line options that create things. Each parses into the same
+ * representation its QMP counterpart decodes: keyval text (or JSON text
+ * when it starts with '{') becomes a JSON tree for the generated decoders.
+ */
+#include <string.h>
+
+#include "daemon/options.h"
+#include "monitor/chardev.h"
+#include "monitor/monitor.h"
+#include "util/json-stream.h"
+#include "util/keyval.h"
+
+const char *blkd_option_name(BlkdOption opt)
+{
+    switch (opt) {
+    case BLKD_OPT_BLOCKDEV: return "--blockdev";
+    case BLKD_OPT_CHARDEV: return "--chardev";
+    case BLKD_OPT_DAEMONIZE: return "--daemonize";
+    case BLKD_OPT_EXPORT: return "--export";
+    case BLKD_OPT_MONITOR: return "--monitor";
+    case BLKD_OPT_NBD_SERVER: return "--nbd-server";
+    case BLKD_OPT_OBJECT: return "--object";
+    case BLKD_OPT_PIDFILE: return "--pidfile";
+    }
+    g_assert_not_reached();
+}
+
+/* qemu-storage-daemon accepts JSON for these when the text starts with '{'. */
+static json_t *parse_keyval_or_json(const char *arg, const char *implied_key,
+                                    Error **errp)
+{
+    json_t *tree;
+
+    if (arg[0] == '{') {
+        tree = json_parse_text(arg, errp);
+        if (tree && !json_is_object(tree)) {
+            error_setg(errp, "Invalid parameter type, expected: object");
+            json_decref(tree);
+            return NULL;
+        }
+        return tree;
+    }
+    return keyval_parse(arg, implied_key, NULL, errp);
+}
+
+bool blkd_handle_option(BlkdOption opt, const char *arg, Error **errp)
+{
+    json_t *tree = NULL;
+    bool ok = false;
+
+    switch (opt) {
+    case BLKD_OPT_CHARDEV:
+        tree = qemu_opts_parse_flat(arg, "backend", errp);
+        ok = tree && chardev_new(tree, errp);
+        break;
+    case BLKD_OPT_MONITOR:
+        tree = keyval_parse(arg, "chardev", NULL, errp);
+        ok = tree && monitor_new_from_opts(tree, errp);
+        break;
+    case BLKD_OPT_OBJECT:
+        tree = keyval_parse(arg, "qom-type", NULL, errp);
+        if (tree) {
+            json_t *type = json_object_get(tree, "qom-type");
+
+            error_setg(errp, "Object type '%s' is not supported by blkd",
+                       json_is_string(type) ? json_string_value(type) : "");
+        }
+        break;
+    case BLKD_OPT_BLOCKDEV:
+    case BLKD_OPT_NBD_SERVER:
+    case BLKD_OPT_EXPORT:
+        tree = parse_keyval_or_json(arg, opt == BLKD_OPT_BLOCKDEV ? "driver" :
+                                         opt == BLKD_OPT_EXPORT ? "type" : NULL,
+                                    errp);
+        if (tree) {
+            error_setg(errp, "Block devices are not supported by this blkd yet");
+        }
+        break;
+    default:
+        g_assert_not_reached();
+    }
+    json_decref(tree);
+    return ok;
+}

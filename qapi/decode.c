@@ -1,0 +1,372 @@
+/* Decoding JSON into generated QAPI types; see include/qapi/decode.h. */
+#include <string.h>
+
+#include "qapi/decode.h"
+#include "util/keyval.h"
+
+void qapi_decoder_init(QapiDecoder *d, bool keyval)
+{
+    d->keyval = keyval;
+    d->path = g_ptr_array_new_with_free_func(g_free);
+}
+
+void qapi_decoder_cleanup(QapiDecoder *d)
+{
+    g_ptr_array_unref(d->path);
+    d->path = NULL;
+}
+
+void qapi_decoder_push(QapiDecoder *d, const char *name)
+{
+    g_ptr_array_add(d->path, g_strdup(name));
+}
+
+void qapi_decoder_pop(QapiDecoder *d)
+{
+    g_assert(d->path->len > 0);
+    g_ptr_array_remove_index(d->path, d->path->len - 1);
+}
+
+/* "a.b[2].c": list indexes attach to the member before them. */
+static char *full_name(QapiDecoder *d, const char *name)
+{
+    GString *s = g_string_new(NULL);
+    guint i;
+
+    for (i = 0; i <= d->path->len; i++) {
+        const char *part = i < d->path->len ? g_ptr_array_index(d->path, i) : name;
+
+        if (!part) {
+            continue;
+        }
+        if (s->len && part[0] != '[') {
+            g_string_append_c(s, '.');
+        }
+        g_string_append(s, part);
+    }
+    return g_string_free(s, s->len == 0);
+}
+
+static void error_type(QapiDecoder *d, const char *name, const char *expected,
+                       Error **errp)
+{
+    g_autofree char *full = full_name(d, name);
+
+    error_setg(errp, "Invalid parameter type for '%s', expected: %s",
+               full ? full : "null", expected);
+}
+
+static void error_value(QapiDecoder *d, const char *name, const char *what,
+                        Error **errp)
+{
+    g_autofree char *full = full_name(d, name);
+
+    error_setg(errp, "Parameter '%s' expects %s", full ? full : "null", what);
+}
+
+void qapi_error_missing(QapiDecoder *d, const char *name, Error **errp)
+{
+    g_autofree char *full = full_name(d, name);
+
+    error_setg(errp, "Parameter '%s' is missing", full);
+}
+
+void qapi_error_alternate(QapiDecoder *d, const char *name, const char *type,
+                          Error **errp)
+{
+    /* QEMU names only the member itself here, and a list element "null". */
+    error_setg(errp, "Invalid parameter type for '%s', expected: %s",
+               name && name[0] != '[' ? name : "null", type);
+}
+
+json_t *qapi_decode_begin_object(QapiDecoder *d, const char *name, json_t *val,
+                                 Error **errp)
+{
+    if (!json_is_object(val)) {
+        error_type(d, name, "object", errp);
+        return NULL;
+    }
+    qapi_decoder_push(d, name);
+    return json_copy(val);
+}
+
+json_t *qapi_take_member(json_t *work, const char *name)
+{
+    json_t *v = json_object_get(work, name);
+
+    if (v) {
+        /* The original object still holds a reference: v stays valid. */
+        json_object_del(work, name);
+    }
+    return v;
+}
+
+bool qapi_decode_end_object(QapiDecoder *d, json_t *work, bool ok, Error **errp)
+{
+    if (ok) {
+        void *it = json_object_iter(work);
+
+        if (it) {
+            g_autofree char *full = full_name(d, json_object_iter_key(it));
+
+            error_setg(errp, "Parameter '%s' is unexpected", full);
+            ok = false;
+        }
+    }
+    qapi_decoder_pop(d);
+    json_decref(work);
+    return ok;
+}
+
+bool qapi_decode_no_args(QapiDecoder *d, json_t *args, Error **errp)
+{
+    json_t *work;
+
+    if (!args) {
+        return true;
+    }
+    work = qapi_decode_begin_object(d, NULL, args, errp);
+    return work && qapi_decode_end_object(d, work, true, errp);
+}
+
+bool qapi_decode_check_array(QapiDecoder *d, const char *name, json_t *val,
+                             Error **errp)
+{
+    if (!json_is_array(val)) {
+        error_type(d, name, "array", errp);
+        return false;
+    }
+    return true;
+}
+
+QType qapi_decode_alternate_qtype(QapiDecoder *d, json_t *val)
+{
+    switch (json_typeof(val)) {
+    case JSON_OBJECT:
+        return QTYPE_QDICT;
+    case JSON_ARRAY:
+        return QTYPE_QLIST;
+    case JSON_STRING:
+        return QTYPE_QSTRING;
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return QTYPE_QNUM;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return QTYPE_QBOOL;
+    case JSON_NULL:
+        return QTYPE_QNULL;
+    }
+    return QTYPE_NONE;
+}
+
+bool qapi_decode_str(QapiDecoder *d, const char *name, json_t *val, char **out,
+                     Error **errp)
+{
+    if (!json_is_string(val)) {
+        error_type(d, name, "string", errp);
+        return false;
+    }
+    *out = g_strndup(json_string_value(val), json_string_length(val));
+    return true;
+}
+
+/* In keyval mode a scalar is a string; anything else is a type error. */
+static const char *keyval_scalar(QapiDecoder *d, const char *name, json_t *val,
+                                 Error **errp)
+{
+    if (!json_is_string(val)) {
+        error_type(d, name, "string", errp);
+        return NULL;
+    }
+    return json_string_value(val);
+}
+
+bool qapi_decode_int(QapiDecoder *d, const char *name, json_t *val,
+                     int64_t min, int64_t max, const char *tname,
+                     int64_t *out, Error **errp)
+{
+    int64_t v;
+
+    if (d->keyval) {
+        g_autofree char *full = full_name(d, name);
+        const char *s = keyval_scalar(d, name, val, errp);
+
+        if (!s || !keyval_parse_int64(full, s, &v, errp)) {
+            return false;
+        }
+    } else if (json_is_integer(val)) {
+        v = json_integer_value(val);
+    } else {
+        error_type(d, name, "integer", errp);
+        return false;
+    }
+    if (v < min || v > max) {
+        error_value(d, name, tname, errp);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool qapi_decode_int_into(QapiDecoder *d, const char *name, json_t *val,
+                          int64_t min, int64_t max, const char *tname,
+                          void *out, size_t size, Error **errp)
+{
+    int64_t v;
+
+    if (!qapi_decode_int(d, name, val, min, max, tname, &v, errp)) {
+        return false;
+    }
+    switch (size) {
+    case 1: *(int8_t *)out = v; break;
+    case 2: *(int16_t *)out = v; break;
+    case 4: *(int32_t *)out = v; break;
+    default: g_assert_not_reached();
+    }
+    return true;
+}
+
+bool qapi_decode_uint(QapiDecoder *d, const char *name, json_t *val,
+                      uint64_t max, const char *tname, bool is_size,
+                      uint64_t *out, Error **errp)
+{
+    uint64_t v;
+
+    if (d->keyval) {
+        g_autofree char *full = full_name(d, name);
+        const char *s = keyval_scalar(d, name, val, errp);
+
+        if (!s) {
+            return false;
+        }
+        if (is_size ? !keyval_parse_size(full, s, &v, errp)
+                    : !keyval_parse_uint64(full, s, &v, errp)) {
+            return false;
+        }
+    } else if (json_is_integer(val)) {
+        /* QEMU takes a negative number as its two's complement here. */
+        v = (uint64_t)json_integer_value(val);
+    } else {
+        /* QEMU decodes every unsigned type as uint64 first. */
+        error_value(d, name, "uint64", errp);
+        return false;
+    }
+    if (v > max) {
+        error_value(d, name, tname, errp);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool qapi_decode_uint_into(QapiDecoder *d, const char *name, json_t *val,
+                           uint64_t max, const char *tname,
+                           void *out, size_t size, Error **errp)
+{
+    uint64_t v;
+
+    if (!qapi_decode_uint(d, name, val, max, tname, false, &v, errp)) {
+        return false;
+    }
+    switch (size) {
+    case 1: *(uint8_t *)out = v; break;
+    case 2: *(uint16_t *)out = v; break;
+    case 4: *(uint32_t *)out = v; break;
+    default: g_assert_not_reached();
+    }
+    return true;
+}
+
+bool qapi_decode_bool(QapiDecoder *d, const char *name, json_t *val, bool *out,
+                      Error **errp)
+{
+    if (d->keyval) {
+        g_autofree char *full = full_name(d, name);
+        const char *s = keyval_scalar(d, name, val, errp);
+
+        return s && keyval_parse_bool(full, s, out, errp);
+    }
+    if (!json_is_boolean(val)) {
+        error_type(d, name, "boolean", errp);
+        return false;
+    }
+    *out = json_is_true(val);
+    return true;
+}
+
+bool qapi_decode_number(QapiDecoder *d, const char *name, json_t *val,
+                        double *out, Error **errp)
+{
+    if (d->keyval) {
+        g_autofree char *full = full_name(d, name);
+        const char *s = keyval_scalar(d, name, val, errp);
+
+        return s && keyval_parse_number(full, s, out, errp);
+    }
+    if (!json_is_number(val)) {
+        error_type(d, name, "number", errp);
+        return false;
+    }
+    *out = json_number_value(val);
+    return true;
+}
+
+bool qapi_decode_any(QapiDecoder *d, const char *name, json_t *val,
+                     json_t **out, Error **errp)
+{
+    *out = json_incref(val);
+    return true;
+}
+
+bool qapi_decode_null(QapiDecoder *d, const char *name, json_t *val, bool *out,
+                      Error **errp)
+{
+    if (!json_is_null(val) &&
+        !(d->keyval && json_is_string(val) && !*json_string_value(val))) {
+        error_type(d, name, "null", errp);
+        return false;
+    }
+    *out = true;
+    return true;
+}
+
+bool qapi_decode_enum(QapiDecoder *d, const char *name, json_t *val,
+                      const QEnumLookup *lookup, int *out, Error **errp)
+{
+    int v;
+
+    if (!json_is_string(val)) {
+        error_type(d, name, "string", errp);
+        return false;
+    }
+    v = qapi_enum_find(lookup, json_string_value(val));
+    if (v < 0) {
+        g_autofree char *full = full_name(d, name);
+
+        error_setg(errp, "Parameter '%s' does not accept value '%s'", full,
+                   json_string_value(val));
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+json_t *qapi_encode_str(const char *str)
+{
+    json_t *s = json_string(str);
+
+    if (!s) {
+        /* Not UTF-8 (a file name, say): keep what can be kept. */
+        g_autofree char *valid = g_utf8_make_valid(str, -1);
+
+        s = json_string(valid);
+    }
+    return s;
+}
+
+json_t *qapi_encode_uint(uint64_t val)
+{
+    /* jansson integers are signed; past INT64_MAX only a real can carry it. */
+    return val > INT64_MAX ? json_real((double)val) : json_integer((json_int_t)val);
+}

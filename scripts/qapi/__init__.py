@@ -1,0 +1,1 @@
+"""blkd's QAPI code generator: schema (qapi/*.json) in, C out."""
