@@ -3,6 +3,7 @@
  * representation its QMP counterpart decodes: keyval text (or JSON text
  * when it starts with '{') becomes a JSON tree for the generated decoders.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "daemon/options.h"
@@ -44,14 +45,35 @@ static json_t *parse_keyval_or_json(const char *arg, const char *implied_key,
     return keyval_parse(arg, implied_key, NULL, errp);
 }
 
+typedef struct OptionLocation {
+    BlkdOption opt;
+    const char *arg;
+} OptionLocation;
+
+/* Deprecation warnings name the option they come from, as QEMU's do. */
+static void option_warn(void *opaque, const char *msg, const char *hint)
+{
+    const OptionLocation *loc = opaque;
+
+    fprintf(stderr, "blkd: %s %s: warning: %s\n", blkd_option_name(loc->opt),
+            loc->arg, msg);
+    if (hint) {
+        fputs(hint, stderr);
+    }
+}
+
 bool blkd_handle_option(BlkdOption opt, const char *arg, Error **errp)
 {
+    OptionLocation loc = { opt, arg };
     json_t *tree = NULL;
     bool ok = false;
 
+    keyval_set_warn_func(option_warn, &loc);
+
     switch (opt) {
     case BLKD_OPT_CHARDEV:
-        tree = qemu_opts_parse_flat(arg, "backend", errp);
+        tree = qemu_opts_parse_flat_full(arg, "backend", qemu_chardev_opts_desc,
+                                         true, NULL, NULL, errp);
         ok = tree && chardev_new(tree, errp);
         break;
     case BLKD_OPT_MONITOR:
@@ -80,6 +102,7 @@ bool blkd_handle_option(BlkdOption opt, const char *arg, Error **errp)
     default:
         g_assert_not_reached();
     }
+    keyval_set_warn_func(NULL, NULL);
     json_decref(tree);
     return ok;
 }

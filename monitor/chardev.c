@@ -7,6 +7,7 @@
 #include <glib-unix.h>
 
 #include "monitor/chardev.h"
+#include "util/keyval.h"
 #include "util/sockets.h"
 
 typedef enum ChardevKind {
@@ -186,27 +187,20 @@ static bool opt_bool(json_t *opts, const char *key, bool def, bool *out,
 {
     const char *s = take_opt(opts, key);
 
-    if (!s) {
-        *out = def;
-    } else if (!strcmp(s, "on")) {
-        *out = true;
-    } else if (!strcmp(s, "off")) {
-        *out = false;
-    } else {
-        error_setg(errp, "Parameter '%s' expects 'on' or 'off'", key);
-        return false;
-    }
-    return true;
+    *out = def;
+    return !s || qemu_opts_flat_parse_bool(key, s, out, errp);
 }
 
-static bool check_keys(json_t *opts, const char *const *allowed, Error **errp)
+/* Options QEMU knows (the parser checked that) but blkd does not implement. */
+static bool check_supported(json_t *opts, const char *const *supported,
+                            Error **errp)
 {
     const char *key;
     json_t *v;
 
     json_object_foreach(opts, key, v) {
-        if (!g_strv_contains(allowed, key)) {
-            error_setg(errp, "Invalid parameter '%s'", key);
+        if (!g_strv_contains(supported, key)) {
+            error_setg(errp, "Parameter '%s' is not supported by blkd", key);
             return false;
         }
     }
@@ -291,6 +285,11 @@ Chardev *chardev_new(json_t *opts, Error **errp)
         "backend", "id", "path", "host", "port", "server", "wait", NULL
     };
     static const char *const stdio_keys[] = { "backend", "id", "signal", NULL };
+    /* QEMU 7.2's backends, so that an unsupported one is told apart. */
+    static const char *const qemu_backends[] = {
+        "pty", "udp", "memory", "file", "socket", "stdio", "ringbuf", "null",
+        "parallel", "pipe", "mux", "serial", NULL
+    };
     const char *backend = take_opt(opts, "backend");
     const char *id = take_opt(opts, "id");
     Chardev *chr;
@@ -300,10 +299,16 @@ Chardev *chardev_new(json_t *opts, Error **errp)
         return NULL;
     }
     if (strcmp(backend, "socket") && strcmp(backend, "stdio")) {
-        error_setg(errp, "'%s' is not a valid char driver name", backend);
+        if (g_strv_contains(qemu_backends, backend)) {
+            error_setg(errp, "Chardev backend '%s' is not supported by blkd",
+                       backend);
+        } else {
+            error_setg(errp, "'%s' is not a valid char driver name", backend);
+        }
         return NULL;
     }
-    if (!check_keys(opts, strcmp(backend, "socket") ? stdio_keys : socket_keys, errp)) {
+    if (!check_supported(opts, strcmp(backend, "socket") ? stdio_keys : socket_keys,
+                         errp)) {
         return NULL;
     }
     if (!id) {
@@ -315,7 +320,9 @@ Chardev *chardev_new(json_t *opts, Error **errp)
         return NULL;
     }
     if (chardevs && g_hash_table_contains(chardevs, id)) {
-        error_setg(errp, "Duplicate ID '%s' for chardev", id);
+        /* QEMU's text: chardevs are children of a QOM container there. */
+        error_setg(errp, "attempt to add duplicate property '%s' to object "
+                   "(type 'container')", id);
         return NULL;
     }
 

@@ -4,38 +4,73 @@
 #include "qapi/decode.h"
 #include "util/keyval.h"
 
+/* One level of the value being decoded. */
+typedef struct QapiFrame {
+    char *name;         /* path component; NULL at the top level */
+    json_t *obj;        /* the object entered, borrowed; NULL for others */
+    GPtrArray *visited; /* member names taken from obj, in visit order */
+} QapiFrame;
+
+static void frame_free(gpointer p)
+{
+    QapiFrame *f = p;
+
+    g_free(f->name);
+    if (f->visited) {
+        g_ptr_array_unref(f->visited);
+    }
+    g_free(f);
+}
+
 void qapi_decoder_init(QapiDecoder *d, bool keyval)
 {
     d->keyval = keyval;
-    d->path = g_ptr_array_new_with_free_func(g_free);
+    d->frames = g_ptr_array_new_with_free_func(frame_free);
 }
 
 void qapi_decoder_cleanup(QapiDecoder *d)
 {
-    g_ptr_array_unref(d->path);
-    d->path = NULL;
+    g_ptr_array_unref(d->frames);
+    d->frames = NULL;
+}
+
+static QapiFrame *push_frame(QapiDecoder *d, const char *name)
+{
+    QapiFrame *f = g_new0(QapiFrame, 1);
+
+    f->name = g_strdup(name);
+    g_ptr_array_add(d->frames, f);
+    return f;
 }
 
 void qapi_decoder_push(QapiDecoder *d, const char *name)
 {
-    g_ptr_array_add(d->path, g_strdup(name));
+    push_frame(d, name);
 }
 
 void qapi_decoder_pop(QapiDecoder *d)
 {
-    g_assert(d->path->len > 0);
-    g_ptr_array_remove_index(d->path, d->path->len - 1);
+    g_assert(d->frames->len > 0);
+    g_ptr_array_remove_index(d->frames, d->frames->len - 1);
 }
 
-/* "a.b[2].c": list indexes attach to the member before them. */
+char *qapi_decoder_index_name(QapiDecoder *d, size_t i)
+{
+    return d->keyval ? g_strdup_printf("%zu", i) : g_strdup_printf("[%zu]", i);
+}
+
+/* "a.b[2].c" (keyval: "a.b.2.c"): JSON list indexes attach to the member. */
 static char *full_name(QapiDecoder *d, const char *name)
 {
     GString *s = g_string_new(NULL);
     guint i;
 
-    for (i = 0; i <= d->path->len; i++) {
-        const char *part = i < d->path->len ? g_ptr_array_index(d->path, i) : name;
+    for (i = 0; i <= d->frames->len; i++) {
+        const char *part = name;
 
+        if (i < d->frames->len) {
+            part = ((QapiFrame *)g_ptr_array_index(d->frames, i))->name;
+        }
         if (!part) {
             continue;
         }
@@ -45,6 +80,12 @@ static char *full_name(QapiDecoder *d, const char *name)
         g_string_append(s, part);
     }
     return g_string_free(s, s->len == 0);
+}
+
+/* QEMU names only the member itself in some errors, a list element "null". */
+static const char *bare_name(const char *name)
+{
+    return name && name[0] != '[' && !g_ascii_isdigit(name[0]) ? name : "null";
 }
 
 static void error_type(QapiDecoder *d, const char *name, const char *expected,
@@ -74,59 +115,64 @@ void qapi_error_missing(QapiDecoder *d, const char *name, Error **errp)
 void qapi_error_alternate(QapiDecoder *d, const char *name, const char *type,
                           Error **errp)
 {
-    /* QEMU names only the member itself here, and a list element "null". */
     error_setg(errp, "Invalid parameter type for '%s', expected: %s",
-               name && name[0] != '[' ? name : "null", type);
+               bare_name(name), type);
 }
 
-json_t *qapi_decode_begin_object(QapiDecoder *d, const char *name, json_t *val,
-                                 Error **errp)
+bool qapi_decode_begin_object(QapiDecoder *d, const char *name, json_t *val,
+                              Error **errp)
 {
+    QapiFrame *f;
+
     if (!json_is_object(val)) {
         error_type(d, name, "object", errp);
-        return NULL;
+        return false;
     }
-    qapi_decoder_push(d, name);
-    return json_copy(val);
+    f = push_frame(d, name);
+    f->obj = val;
+    f->visited = g_ptr_array_new();
+    return true;
 }
 
-json_t *qapi_take_member(json_t *work, const char *name)
+json_t *qapi_take_member(QapiDecoder *d, const char *name)
 {
-    json_t *v = json_object_get(work, name);
+    QapiFrame *f = g_ptr_array_index(d->frames, d->frames->len - 1);
+    json_t *v = json_object_get(f->obj, name);
 
     if (v) {
-        /* The original object still holds a reference: v stays valid. */
-        json_object_del(work, name);
+        g_ptr_array_add(f->visited, (gpointer)name);
     }
     return v;
 }
 
-bool qapi_decode_end_object(QapiDecoder *d, json_t *work, bool ok, Error **errp)
+bool qapi_decode_end_object(QapiDecoder *d, bool ok, Error **errp)
 {
-    if (ok) {
-        void *it = json_object_iter(work);
+    QapiFrame *f = g_ptr_array_index(d->frames, d->frames->len - 1);
 
-        if (it) {
-            g_autofree char *full = full_name(d, json_object_iter_key(it));
+    if (ok && json_object_size(f->obj) > f->visited->len) {
+        const char *key;
+        g_autofree char *full = NULL;
 
+        /* With several left over, QEMU names the one its hash table yields first. */
+        g_ptr_array_add(f->visited, NULL);
+        key = keyval_first_unexpected(f->obj, (const char *const *)f->visited->pdata);
+        full = full_name(d, key);
+        if (d->keyval && (json_is_object(json_object_get(f->obj, key)) ||
+                          json_is_array(json_object_get(f->obj, key)))) {
+            error_setg(errp, "Parameters '%s.*' are unexpected", full);
+        } else {
             error_setg(errp, "Parameter '%s' is unexpected", full);
-            ok = false;
         }
+        ok = false;
     }
     qapi_decoder_pop(d);
-    json_decref(work);
     return ok;
 }
 
 bool qapi_decode_no_args(QapiDecoder *d, json_t *args, Error **errp)
 {
-    json_t *work;
-
-    if (!args) {
-        return true;
-    }
-    work = qapi_decode_begin_object(d, NULL, args, errp);
-    return work && qapi_decode_end_object(d, work, true, errp);
+    return qapi_decode_begin_object(d, NULL, args, errp) &&
+           qapi_decode_end_object(d, true, errp);
 }
 
 bool qapi_decode_check_array(QapiDecoder *d, const char *name, json_t *val,
@@ -202,7 +248,8 @@ bool qapi_decode_int(QapiDecoder *d, const char *name, json_t *val,
         return false;
     }
     if (v < min || v > max) {
-        error_value(d, name, tname, errp);
+        /* The narrowing check names the bare member, as QEMU's does. */
+        error_setg(errp, "Parameter '%s' expects %s", bare_name(name), tname);
         return false;
     }
     *out = v;
@@ -253,7 +300,7 @@ bool qapi_decode_uint(QapiDecoder *d, const char *name, json_t *val,
         return false;
     }
     if (v > max) {
-        error_value(d, name, tname, errp);
+        error_setg(errp, "Parameter '%s' expects %s", bare_name(name), tname);
         return false;
     }
     *out = v;

@@ -5,7 +5,7 @@
  * Two modes: JSON (QMP, --blockdev '{...}') wants each member in its JSON
  * type; keyval (--blockdev driver=file,...) has only strings and converts
  * them by the schema's type. Errors name the member by its full path
- * ("addr.path", "bitmaps[1]") with QEMU's texts:
+ * ("addr.path", "bitmaps[1]"; keyval: "bitmaps.1") with QEMU's texts:
  *   Parameter 'X' is missing / Parameter 'X' is unexpected /
  *   Invalid parameter type for 'X', expected: <json type> /
  *   Parameter 'X' does not accept value 'V' / Parameter 'X' expects <type>
@@ -22,25 +22,28 @@
 
 typedef struct QapiDecoder {
     bool keyval;        /* scalars arrive as strings, to convert */
-    GPtrArray *path;    /* member names from the top, for error messages */
+    GPtrArray *frames;  /* QapiFrame *: the members being decoded, outermost first */
 } QapiDecoder;
 
 void qapi_decoder_init(QapiDecoder *d, bool keyval);
 void qapi_decoder_cleanup(QapiDecoder *d);
-/* name may be NULL (the top level), which adds nothing to the path. */
+/* Enters member name (NULL: the top level) that is not an object. */
 void qapi_decoder_push(QapiDecoder *d, const char *name);
 void qapi_decoder_pop(QapiDecoder *d);
+/* The path component of list element i: "[i]" for JSON, "i" for keyval. */
+char *qapi_decoder_index_name(QapiDecoder *d, size_t i);
 
 /*
- * Objects: begin checks val is an object and returns a working copy whose
- * members qapi_take_member() removes as they are decoded; end reports the
- * first member left over (when ok) and drops the copy. Returns ok.
+ * Objects: begin checks val is an object and enters it; take_member looks
+ * a member up in the innermost object and records it as visited; end
+ * reports the member left unvisited that QEMU would name (when ok) and
+ * leaves the object. Both return success.
  */
-json_t *qapi_decode_begin_object(QapiDecoder *d, const char *name, json_t *val,
-                                 Error **errp);
-json_t *qapi_take_member(json_t *work, const char *name);
-bool qapi_decode_end_object(QapiDecoder *d, json_t *work, bool ok, Error **errp);
-/* A command without arguments accepts a missing or empty "arguments". */
+bool qapi_decode_begin_object(QapiDecoder *d, const char *name, json_t *val,
+                              Error **errp);
+json_t *qapi_take_member(QapiDecoder *d, const char *name);
+bool qapi_decode_end_object(QapiDecoder *d, bool ok, Error **errp);
+/* A command without arguments accepts an empty "arguments". */
 bool qapi_decode_no_args(QapiDecoder *d, json_t *args, Error **errp);
 bool qapi_decode_check_array(QapiDecoder *d, const char *name, json_t *val,
                              Error **errp);

@@ -67,11 +67,11 @@ def encode_expr(typ, expr):
 
 
 def _decode_members(t):
-    lines = [f"bool qapi_decode_members_{t.c}(QapiDecoder *d, json_t *work, "
-             f"{t.c} *obj, Error **errp)", "{", "    json_t *v;", ""]
+    lines = [f"bool qapi_decode_members_{t.c}(QapiDecoder *d, {t.c} *obj, Error **errp)",
+             "{", "    json_t *v;", ""]
     for m in t.members:
         f = member_c(m.name)
-        lines.append(f'    v = qapi_take_member(work, "{m.name}");')
+        lines.append(f'    v = qapi_take_member(d, "{m.name}");')
         if m.optional:
             lines.append("    if (v) {")
             if m.needs_has:
@@ -88,7 +88,7 @@ def _decode_members(t):
         lines.append(f"    switch (obj->{member_c(disc.name)}) {{")
         for value, var in t.variants:
             lines.append(f"    case {disc.type.const(value)}:")
-            lines.append(f"        return qapi_decode_members_{var.c}(d, work, "
+            lines.append(f"        return qapi_decode_members_{var.c}(d, "
                          f"&obj->u.{branch_c(value)}, errp);")
         lines += ["    default:", "        break;", "    }"]
     lines += ["    return true;", "}\n"]
@@ -99,12 +99,12 @@ def _decode_struct(t):
     return "\n".join([
         f"bool qapi_decode_{t.c}(QapiDecoder *d, const char *name, json_t *val, "
         f"{t.c} **out, Error **errp)", "{",
-        "    json_t *work = qapi_decode_begin_object(d, name, val, errp);",
         f"    {t.c} *obj;", "    bool ok;", "",
-        "    if (!work) {", "        return false;", "    }",
+        "    if (!qapi_decode_begin_object(d, name, val, errp)) {",
+        "        return false;", "    }",
         f"    obj = g_new0({t.c}, 1);",
-        f"    ok = qapi_decode_members_{t.c}(d, work, obj, errp);",
-        "    ok = qapi_decode_end_object(d, work, ok, errp);",
+        f"    ok = qapi_decode_members_{t.c}(d, obj, errp);",
+        "    ok = qapi_decode_end_object(d, ok, errp);",
         "    if (!ok) {", f"        qapi_free_{t.c}(obj);", "        return false;", "    }",
         "    *out = obj;", "    return true;", "}\n"])
 
@@ -118,7 +118,7 @@ def _decode_list(t):
         "    qapi_decoder_push(d, name);",
         "    json_array_foreach(val, i, elem) {",
         f"        {t.c} *node = g_new0({t.c}, 1);",
-        "        g_autofree char *idx = g_strdup_printf(\"[%zu]\", i);", "",
+        "        g_autofree char *idx = qapi_decoder_index_name(d, i);", "",
         "        *tail = node;", "        tail = &node->next;",
         f"        if (!{decode_call(t.element, 'idx', 'elem', '&node->value')}) {{",
         "            qapi_decoder_pop(d);",
@@ -213,8 +213,8 @@ def generate(schema, prefix):
                  f"json_t *val, {t.c} **out, Error **errp);")
         h.append(f"json_t *qapi_encode_{t.c}({const}{t.c} *obj);")
         if isinstance(t, Struct):
-            h.append(f"bool qapi_decode_members_{t.c}(QapiDecoder *d, json_t *work, "
-                     f"{t.c} *obj, Error **errp);")
+            h.append(f"bool qapi_decode_members_{t.c}(QapiDecoder *d, {t.c} *obj, "
+                     "Error **errp);")
             h.append(f"void qapi_encode_members_{t.c}(json_t *o, const {t.c} *obj);")
             c.append(_decode_members(t))
             c.append(_decode_struct(t))

@@ -100,6 +100,43 @@ static void test_decode_unexpected_member(void)
                  "Parameter 'bogus' is unexpected");
 }
 
+static void test_decode_unexpected_named_as_qemu_does(void)
+{
+    /* qemu-storage-daemon names 'bbb' for both orders: its hash order. */
+    const char *inputs[] = { "{\"aaa\": 1, \"bbb\": 2, \"ccc\": 3}",
+                             "{\"ccc\": 1, \"bbb\": 2, \"aaa\": 3}" };
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(inputs); i++) {
+        QapiDecoder d;
+        json_t *in = parse(inputs[i]);
+        Error *err = NULL;
+
+        qapi_decoder_init(&d, false);
+        g_assert_false(qapi_decode_no_args(&d, in, &err));
+        qapi_decoder_cleanup(&d);
+        g_assert_cmpstr(error_get_pretty(err), ==, "Parameter 'bbb' is unexpected");
+        error_free(err);
+        json_decref(in);
+    }
+}
+
+static void test_decode_keyval_unexpected_object(void)
+{
+    DECODE_ERROR(TestInner, true, "{\"x\": \"1\", \"sub\": {\"a\": \"1\"}}",
+                 "Parameters 'sub.*' are unexpected");
+}
+
+static void test_decode_narrow_range_names_bare_member(void)
+{
+    DECODE_ERROR(TestNested, false,
+                 "{\"inner\": {\"x\": 1}, \"small\": {\"v\": 300}}",
+                 "Parameter 'v' expects uint8_t");
+    DECODE_ERROR(TestNested, false,
+                 "{\"inner\": {\"x\": 1}, \"small\": {\"v\": \"1\"}}",
+                 "Parameter 'small.v' expects uint64");
+}
+
 static void test_decode_wrong_json_types(void)
 {
     DECODE_ERROR(TestInner, false, "{\"x\": \"1\"}",
@@ -296,7 +333,7 @@ static void test_decode_keyval_errors(void)
     DECODE_ERROR(TestFileOptions, true, "{\"filename\": \"f\", \"direct\": \"maybe\"}",
                  "Parameter 'direct' expects 'on' or 'off'");
     DECODE_ERROR(TestNested, true, "{\"inner\": {\"x\": \"1\"}, \"list\": [{\"x\": \"q\"}]}",
-                 "Parameter 'list[0].x' expects integer");
+                 "Parameter 'list.0.x' expects integer");
 }
 
 /* ---- commands ------------------------------------------------------------- */
@@ -541,6 +578,12 @@ int main(int argc, char **argv)
     g_test_add_func("/qapi/decode/encode-round-trip", test_encode_round_trip);
     g_test_add_func("/qapi/decode/missing-member", test_decode_missing_member);
     g_test_add_func("/qapi/decode/unexpected-member", test_decode_unexpected_member);
+    g_test_add_func("/qapi/decode/unexpected-named-as-qemu-does",
+                    test_decode_unexpected_named_as_qemu_does);
+    g_test_add_func("/qapi/decode/keyval-unexpected-object",
+                    test_decode_keyval_unexpected_object);
+    g_test_add_func("/qapi/decode/narrow-range-names-bare-member",
+                    test_decode_narrow_range_names_bare_member);
     g_test_add_func("/qapi/decode/wrong-json-types", test_decode_wrong_json_types);
     g_test_add_func("/qapi/decode/scalar-ranges", test_decode_scalar_ranges);
     g_test_add_func("/qapi/decode/negative-uint64-wraps", test_decode_negative_uint64_wraps);
