@@ -15,6 +15,7 @@
 #include <glib-unix.h>
 
 #include "config-host.h"
+#include "block/block.h"
 #include "daemon/options.h"
 #include "monitor/monitor.h"
 #include "util/main-loop.h"
@@ -252,6 +253,7 @@ int main(int argc, char **argv)
     status = main_loop_run();
 
 out:
+    bdrv_close_all();
     monitor_cleanup_all();
     chardev_close_all();
     if (pid_fd >= 0) {

@@ -9,6 +9,8 @@
 #include "daemon/options.h"
 #include "monitor/chardev.h"
 #include "monitor/monitor.h"
+#include "qapi-commands.h"
+#include "qapi-visit.h"
 #include "util/json-stream.h"
 #include "util/keyval.h"
 
@@ -62,6 +64,22 @@ static void option_warn(void *opaque, const char *msg, const char *hint)
     }
 }
 
+typedef bool DecodeFn(QapiDecoder *d, const char *name, json_t *val,
+                     void **out, Error **errp);
+
+/* Decodes an option's tree into the type its QMP command takes. */
+static bool decode_option(json_t *tree, bool keyval, void *decode, void **out,
+                          Error **errp)
+{
+    QapiDecoder d;
+    bool ok;
+
+    qapi_decoder_init(&d, keyval);
+    ok = ((DecodeFn *)decode)(&d, NULL, tree, out, errp);
+    qapi_decoder_cleanup(&d);
+    return ok;
+}
+
 bool blkd_handle_option(BlkdOption opt, const char *arg, Error **errp)
 {
     OptionLocation loc = { opt, arg };
@@ -89,14 +107,22 @@ bool blkd_handle_option(BlkdOption opt, const char *arg, Error **errp)
                        json_is_string(type) ? json_string_value(type) : "");
         }
         break;
-    case BLKD_OPT_BLOCKDEV:
+    case BLKD_OPT_BLOCKDEV: {
+        g_autoptr(BlockdevOptions) options = NULL;
+        bool keyval = arg[0] != '{';
+
+        tree = parse_keyval_or_json(arg, "driver", errp);
+        ok = tree && decode_option(tree, keyval, qapi_decode_BlockdevOptions,
+                                   (void **)&options, errp) &&
+             qmp_blockdev_add(options, errp);
+        break;
+    }
     case BLKD_OPT_NBD_SERVER:
     case BLKD_OPT_EXPORT:
-        tree = parse_keyval_or_json(arg, opt == BLKD_OPT_BLOCKDEV ? "driver" :
-                                         opt == BLKD_OPT_EXPORT ? "type" : NULL,
+        tree = parse_keyval_or_json(arg, opt == BLKD_OPT_EXPORT ? "type" : NULL,
                                     errp);
         if (tree) {
-            error_setg(errp, "Block devices are not supported by this blkd yet");
+            error_setg(errp, "NBD exports are not supported by this blkd yet");
         }
         break;
     default:

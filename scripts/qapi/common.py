@@ -7,6 +7,8 @@ C_KEYWORDS = {
     'if', 'inline', 'int', 'long', 'register', 'restrict', 'return', 'short',
     'signed', 'sizeof', 'static', 'struct', 'switch', 'typedef', 'union',
     'unsigned', 'void', 'volatile', 'while',
+    # predefined macros under gnu11
+    'linux', 'unix',
 }
 
 

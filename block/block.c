@@ -1,0 +1,580 @@
+/*
+ * The node graph: opening nodes from BlockdevOptions, their names and
+ * children, lookup, reference counting, deletion. Main thread only.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "block/core.h"
+#include "util/main-loop.h"
+
+static GList *all_nodes;        /* BlockDriverState *, newest first */
+static unsigned node_counter;
+
+/* What an inline child inherits from its parent when it does not say. */
+typedef struct BdrvInherit {
+    bool read_only;
+    bool cache_direct;
+    bool cache_no_flush;
+    bool discard_unmap;
+} BdrvInherit;
+
+static bool node_name_wellformed(const char *name)
+{
+    const char *c;
+
+    if (!g_ascii_isalpha(name[0])) {
+        return false;
+    }
+    for (c = name; *c; c++) {
+        if (!g_ascii_isalnum(*c) && !strchr("-._", *c)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+BlockDriverState *bdrv_find_node(const char *node_name)
+{
+    GList *l;
+
+    for (l = all_nodes; l; l = l->next) {
+        BlockDriverState *bs = l->data;
+
+        if (!strcmp(bs->node_name, node_name)) {
+            return bs;
+        }
+    }
+    return NULL;
+}
+
+BlockDriverState *bdrv_lookup_bs(const char *device, const char *node_name,
+                                 Error **errp)
+{
+    BlockDriverState *bs = NULL;
+
+    /* blkd has no devices, only nodes: a device name is a node name too. */
+    if (device) {
+        bs = bdrv_find_node(device);
+    }
+    if (!bs && node_name) {
+        bs = bdrv_find_node(node_name);
+    }
+    if (!bs) {
+        error_setg(errp, "Cannot find device='%s' nor node-name='%s'",
+                   device ? device : "", node_name ? node_name : "");
+    }
+    return bs;
+}
+
+BlockDriverState *bdrv_next_node(BlockDriverState *bs)
+{
+    GList *l;
+
+    if (!bs) {
+        return all_nodes ? all_nodes->data : NULL;
+    }
+    l = g_list_find(all_nodes, bs);
+    return l && l->next ? l->next->data : NULL;
+}
+
+const char *bdrv_get_node_name(const BlockDriverState *bs)
+{
+    return bs->node_name;
+}
+
+const char *bdrv_get_format_name(const BlockDriverState *bs)
+{
+    return bs->drv->format_name;
+}
+
+bool bdrv_is_read_only(const BlockDriverState *bs)
+{
+    return bs->read_only;
+}
+
+BlockDriverState *bdrv_backing_bs(const BlockDriverState *bs)
+{
+    return bs->backing ? bs->backing->bs : NULL;
+}
+
+BlockDriverState *bdrv_file_bs(const BlockDriverState *bs)
+{
+    return bs->file ? bs->file->bs : NULL;
+}
+
+int64_t bdrv_getlength(BlockDriverState *bs)
+{
+    return bs->core->length;
+}
+
+int64_t bdrv_get_cluster_size(BlockDriverState *bs)
+{
+    BlockDriverInfo bdi = { 0 };
+
+    if (!bs->drv->get_info || bs->drv->get_info(bs, &bdi) < 0) {
+        return 0;
+    }
+    return bdi.cluster_size;
+}
+
+void *bdrv_blockalign(BlockDriverState *bs, size_t size)
+{
+    size_t align = MAX(bs->bl.min_mem_alignment, sizeof(void *));
+    void *p = NULL;
+
+    if (posix_memalign(&p, align, size ? size : align) != 0) {
+        g_error("out of memory allocating %zu bytes", size);
+    }
+    return p;
+}
+
+/* ---- edges ------------------------------------------------------------- */
+
+BdrvChild *bdrv_attach_child_edge(BlockDriverState *child_bs, void *parent,
+                                  bool parent_is_node, const char *name,
+                                  BdrvChildRole role, uint64_t perm,
+                                  uint64_t shared, Error **errp)
+{
+    BdrvChild *c = g_new0(BdrvChild, 1);
+
+    c->bs = child_bs;
+    c->name = g_strdup(name);
+    c->role = role;
+    c->parent = parent;
+    c->parent_is_node = parent_is_node;
+    c->perm = perm;
+    c->shared_perm = shared;
+    g_ptr_array_add(child_bs->core->parents, c);
+    if (!bdrv_refresh_perms(child_bs, errp)) {
+        g_ptr_array_remove(child_bs->core->parents, c);
+        /* The graph as it was: refreshing it cannot fail. */
+        bdrv_refresh_perms(child_bs, &error_abort);
+        g_free(c->name);
+        g_free(c);
+        return NULL;
+    }
+    bdrv_ref(child_bs);
+    return c;
+}
+
+void bdrv_detach_child_edge(BdrvChild *c)
+{
+    BlockDriverState *child_bs = c->bs;
+
+    g_ptr_array_remove(child_bs->core->parents, c);
+    bdrv_refresh_perms(child_bs, &error_abort);
+    g_free(c->name);
+    g_free(c);
+    bdrv_unref(child_bs);
+}
+
+/* ---- opening ------------------------------------------------------------- */
+
+static BlockDriverState *bdrv_open_inherit(const BlockdevOptions *opts,
+                                           const BdrvInherit *inherit,
+                                           Error **errp);
+
+static BdrvInherit inherit_from(const BlockDriverState *parent, bool read_only)
+{
+    return (BdrvInherit) {
+        .read_only = read_only || parent->read_only,
+        .cache_direct = parent->cache_direct,
+        .cache_no_flush = parent->cache_no_flush,
+        .discard_unmap = parent->discard_unmap,
+    };
+}
+
+static BdrvChild *open_child(BlockDriverState *parent, const BlockdevRef *ref,
+                             const char *child_name, BdrvChildRole role,
+                             bool read_only, Error **errp)
+{
+    BlockDriverState *child_bs;
+    BdrvChild *c;
+    uint64_t perm, shared;
+
+    if (ref->type == QTYPE_QSTRING) {
+        child_bs = bdrv_lookup_bs(ref->u.reference, ref->u.reference, errp);
+        if (!child_bs) {
+            return NULL;
+        }
+        bdrv_ref(child_bs);
+    } else {
+        BdrvInherit inherit = inherit_from(parent, read_only);
+
+        child_bs = bdrv_open_inherit(ref->u.definition, &inherit, errp);
+        if (!child_bs) {
+            return NULL;
+        }
+    }
+    bdrv_default_child_perm(parent, role, &perm, &shared);
+    c = bdrv_attach_child_edge(child_bs, parent, true, child_name, role, perm,
+                               shared, errp);
+    bdrv_unref(child_bs);   /* the edge holds its own reference */
+    if (!c) {
+        return NULL;
+    }
+    g_ptr_array_add(parent->core->children, c);
+    return c;
+}
+
+BdrvChild *bdrv_open_child(BlockDriverState *parent, const BlockdevRef *ref,
+                           const char *child_name, BdrvChildRole role,
+                           Error **errp)
+{
+    BdrvChild *c = open_child(parent, ref, child_name, role, false, errp);
+
+    if (c && role == BDRV_CHILD_FILE) {
+        parent->file = c;
+    } else if (c && role == BDRV_CHILD_FILTERED) {
+        parent->file = c;
+    }
+    return c;
+}
+
+/* A relative backing file name is relative to the image's directory. */
+static char *backing_path(const BlockDriverState *bs)
+{
+    g_autofree char *dir = NULL;
+
+    if (g_path_is_absolute(bs->backing_file) || !bs->filename) {
+        return g_strdup(bs->backing_file);
+    }
+    dir = g_path_get_dirname(bs->filename);
+    return g_build_filename(dir, bs->backing_file, NULL);
+}
+
+bool bdrv_open_backing(BlockDriverState *bs, const BlockdevRefOrNull *ref,
+                       Error **errp)
+{
+    BlockdevRef child_ref = { 0 };
+    g_autoptr(BlockdevOptions) from_header = NULL;
+    BdrvChild *c;
+
+    if (ref && ref->type == QTYPE_QNULL) {
+        return true;
+    }
+    if (ref) {
+        child_ref.type = ref->type;
+        if (ref->type == QTYPE_QSTRING) {
+            child_ref.u.reference = ref->u.reference;
+        } else {
+            child_ref.u.definition = ref->u.definition;
+        }
+        c = open_child(bs, &child_ref, "backing", BDRV_CHILD_BACKING, false, errp);
+    } else if (!bs->backing_file) {
+        return true;
+    } else if (!bs->backing_format) {
+        error_setg(errp, "Backing file '%s' of '%s' has no format in the "
+                   "image header; blkd does not probe formats: give the "
+                   "'backing' option", bs->backing_file, bs->filename);
+        return false;
+    } else {
+        BlockdevOptions *file_opts = g_new0(BlockdevOptions, 1);
+        int drv = qapi_enum_find(&BlockdevDriver_lookup, bs->backing_format);
+
+        if (drv < 0 || drv == BLOCKDEV_DRIVER_FILE) {
+            g_free(file_opts);
+            error_setg(errp, "Unknown backing file format '%s' of '%s'",
+                       bs->backing_format, bs->filename);
+            return false;
+        }
+        file_opts->driver = BLOCKDEV_DRIVER_FILE;
+        file_opts->u.file.filename = backing_path(bs);
+
+        from_header = g_new0(BlockdevOptions, 1);
+        from_header->driver = drv;
+        from_header->has_read_only = true;
+        from_header->read_only = true;
+        /* Only the formats with a "file" child can be backing files here. */
+        if (drv == BLOCKDEV_DRIVER_RAW) {
+            from_header->u.raw.file = g_new0(BlockdevRef, 1);
+            from_header->u.raw.file->type = QTYPE_QDICT;
+            from_header->u.raw.file->u.definition = file_opts;
+        } else if (drv == BLOCKDEV_DRIVER_QCOW2) {
+            from_header->u.qcow2.file = g_new0(BlockdevRef, 1);
+            from_header->u.qcow2.file->type = QTYPE_QDICT;
+            from_header->u.qcow2.file->u.definition = file_opts;
+        } else {
+            qapi_free_BlockdevOptions(file_opts);
+            error_setg(errp, "Backing file format '%s' of '%s' is not supported",
+                       bs->backing_format, bs->filename);
+            return false;
+        }
+        child_ref.type = QTYPE_QDICT;
+        child_ref.u.definition = from_header;
+        c = open_child(bs, &child_ref, "backing", BDRV_CHILD_BACKING, true, errp);
+        if (!c) {
+            error_prepend(errp, "Could not open backing file: ");
+        }
+    }
+    if (!c) {
+        return false;
+    }
+    bs->backing = c;
+    return true;
+}
+
+static void bdrv_free(BlockDriverState *bs)
+{
+    g_assert(bs->core->parents->len == 0);
+    /* Children go last-opened first: backing after file is fine either way. */
+    while (bs->core->children->len) {
+        BdrvChild *c = g_ptr_array_steal_index(bs->core->children,
+                                               bs->core->children->len - 1);
+        bdrv_detach_child_edge(c);
+    }
+    bdrv_node_io_cleanup(bs);
+    g_ptr_array_unref(bs->core->children);
+    g_ptr_array_unref(bs->core->parents);
+    g_free(bs->core);
+    g_free(bs->opaque);
+    g_free(bs->node_name);
+    g_free(bs->filename);
+    g_free(bs->backing_file);
+    g_free(bs->backing_format);
+    g_free(bs);
+}
+
+static BlockDriverState *bdrv_open_inherit(const BlockdevOptions *opts,
+                                           const BdrvInherit *inherit,
+                                           Error **errp)
+{
+    const char *drv_name = BlockdevDriver_str(opts->driver);
+    const BlockDriver *drv = bdrv_find_driver(drv_name);
+    BlockDriverState *bs;
+    int64_t len;
+
+    if (!drv) {
+        /* In the schema but not built yet: refuse clearly. */
+        error_setg(errp, "Driver '%s' is not supported by this blkd", drv_name);
+        return NULL;
+    }
+    if (opts->node_name) {
+        if (!node_name_wellformed(opts->node_name)) {
+            error_setg(errp, "Invalid node-name: '%s'", opts->node_name);
+            return NULL;
+        }
+        if (bdrv_find_node(opts->node_name)) {
+            error_setg(errp, "Duplicate nodes with node-name='%s'",
+                       opts->node_name);
+            return NULL;
+        }
+    }
+    if (opts->has_force_share && opts->force_share &&
+        !(opts->has_read_only && opts->read_only)) {
+        error_setg(errp, "force-share=on can only be used with read-only images");
+        return NULL;
+    }
+
+    bs = g_new0(BlockDriverState, 1);
+    bs->drv = drv;
+    bs->opaque = g_malloc0(MAX(drv->instance_size, 1));
+    bs->core = g_new0(BdrvNodeCore, 1);
+    bs->core->refcnt = 1;
+    bs->core->children = g_ptr_array_new();
+    bs->core->parents = g_ptr_array_new();
+    bs->core->shared = BLK_PERM_ALL;
+    bdrv_node_io_init(bs);
+    /* QEMU's names for unnamed nodes: a counter and two random digits. */
+    bs->node_name = opts->node_name ? g_strdup(opts->node_name) :
+        g_strdup_printf("#block%u%02d", ++node_counter, g_random_int_range(0, 100));
+    bs->read_only = opts->has_read_only ? opts->read_only : inherit->read_only;
+    bs->cache_direct = opts->cache && opts->cache->has_direct ?
+                       opts->cache->direct : inherit->cache_direct;
+    bs->cache_no_flush = opts->cache && opts->cache->has_no_flush ?
+                         opts->cache->no_flush : inherit->cache_no_flush;
+    bs->discard_unmap = opts->has_discard ?
+                        opts->discard == BLOCKDEV_DISCARD_OPTIONS_UNMAP :
+                        inherit->discard_unmap;
+    bs->force_share = opts->has_force_share && opts->force_share;
+    bs->detect_zeroes = opts->has_detect_zeroes ? opts->detect_zeroes :
+                        BLOCKDEV_DETECT_ZEROES_OPTIONS_OFF;
+    if (bs->detect_zeroes == BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP &&
+        !bs->discard_unmap) {
+        error_setg(errp, "setting detect-zeroes to unmap is not allowed "
+                   "without setting discard operation to unmap");
+        bdrv_free(bs);
+        return NULL;
+    }
+    bs->bl.request_alignment = 1;
+    bs->bl.min_mem_alignment = 1;
+
+    if (drv->open(bs, opts, errp) < 0) {
+        bdrv_free(bs);
+        return NULL;
+    }
+    len = drv->getlength(bs);
+    if (len < 0) {
+        error_setg_errno(errp, -len, "Could not get the size of '%s'",
+                         bs->node_name);
+        if (drv->close) {
+            drv->close(bs);
+        }
+        bdrv_free(bs);
+        return NULL;
+    }
+    bs->core->length = len;
+    if (!bs->filename && bs->file) {
+        bs->filename = g_strdup(bs->file->bs->filename);
+    }
+    all_nodes = g_list_prepend(all_nodes, bs);
+    return bs;
+}
+
+BlockDriverState *bdrv_open_options(const BlockdevOptions *options, Error **errp)
+{
+    static const BdrvInherit defaults = { 0 };
+    BlockDriverState *bs;
+
+    g_assert(main_loop_is_main_thread());
+    bs = bdrv_open_inherit(options, &defaults, errp);
+    if (bs) {
+        bs->core->monitor_owned = true;
+    }
+    return bs;
+}
+
+void bdrv_ref(BlockDriverState *bs)
+{
+    bs->core->refcnt++;
+}
+
+void bdrv_unref(BlockDriverState *bs)
+{
+    if (!bs || --bs->core->refcnt > 0) {
+        return;
+    }
+    all_nodes = g_list_remove(all_nodes, bs);
+    bdrv_flush(bs);
+    if (bs->drv->close) {
+        bs->drv->close(bs);
+    }
+    bdrv_free(bs);
+}
+
+bool bdrv_del_node(const char *node_name, Error **errp)
+{
+    BlockDriverState *bs = bdrv_find_node(node_name);
+
+    if (!bs) {
+        error_setg(errp, "Failed to find node with node-name='%s'", node_name);
+        return false;
+    }
+    if (!bs->core->monitor_owned) {
+        error_setg(errp, "Node %s is not owned by the monitor", node_name);
+        return false;
+    }
+    if (bs->core->parents->len) {
+        g_autofree char *user =
+            bdrv_child_user_desc(g_ptr_array_index(bs->core->parents, 0));
+
+        error_setg(errp, "Node '%s' is in use by %s", node_name, user);
+        return false;
+    }
+    bs->core->monitor_owned = false;
+    bdrv_unref(bs);
+    return true;
+}
+
+void bdrv_close_all(void)
+{
+    GList *l, *owned = NULL;
+
+    /* Users (exports, jobs) are gone by now; drop the monitor's nodes. */
+    for (l = all_nodes; l; l = l->next) {
+        BlockDriverState *bs = l->data;
+
+        if (bs->core->monitor_owned) {
+            owned = g_list_prepend(owned, bs);
+        }
+    }
+    /* Oldest first is fine: a node's parents hold references to it. */
+    for (l = owned; l; l = l->next) {
+        BlockDriverState *bs = l->data;
+
+        bs->core->monitor_owned = false;
+        bdrv_unref(bs);
+    }
+    g_list_free(owned);
+    g_assert(!all_nodes);
+}
+
+bool bdrv_truncate(BlockDriverState *bs, int64_t size, Error **errp)
+{
+    guint i;
+    int ret;
+    int64_t len;
+
+    if (size < 0) {
+        error_setg(errp, "New image size must be positive");
+        return false;
+    }
+    if (bs->read_only) {
+        error_setg(errp, "Image is read-only");
+        return false;
+    }
+    if (!bs->drv->truncate) {
+        error_setg(errp, "Image format driver does not support resize");
+        return false;
+    }
+    for (i = 0; i < bs->core->parents->len; i++) {
+        BdrvChild *p = g_ptr_array_index(bs->core->parents, i);
+
+        if (!(p->shared_perm & BLK_PERM_RESIZE)) {
+            g_autofree char *user = bdrv_child_user_desc(p);
+
+            error_setg(errp, "Permission conflict on node '%s': permissions "
+                       "'resize' are both required by an unnamed block device "
+                       "(uses node '%s' as 'root' child) and unshared by %s "
+                       "(uses node '%s' as '%s' child).",
+                       bs->node_name, bs->node_name, user, bs->node_name, p->name);
+            return false;
+        }
+    }
+    bdrv_drain_all_begin();
+    ret = bs->drv->truncate(bs, size, errp);
+    len = ret < 0 ? -1 : bs->drv->getlength(bs);
+    if (len >= 0) {
+        bs->core->length = len;
+    }
+    bdrv_drain_all_end();
+    if (ret < 0) {
+        return false;
+    }
+    if (len < 0) {
+        error_setg_errno(errp, -len, "Could not refresh the size of '%s'",
+                         bs->node_name);
+        return false;
+    }
+    return true;
+}
+
+int bdrv_child_truncate(BdrvChild *child, int64_t size, Error **errp)
+{
+    BlockDriverState *bs = child->bs;
+    int ret;
+    int64_t len;
+
+    if (!bs->drv->truncate) {
+        error_setg(errp, "Image format driver does not support resize");
+        return -ENOTSUP;
+    }
+    ret = bs->drv->truncate(bs, size, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    len = bs->drv->getlength(bs);
+    if (len < 0) {
+        error_setg_errno(errp, -len, "Could not refresh the size of '%s'",
+                         bs->node_name);
+        return len;
+    }
+    bs->core->length = len;
+    return 0;
+}
+
+int64_t bdrv_child_getlength(BdrvChild *child)
+{
+    return child->bs->core->length;
+}

@@ -1,0 +1,48 @@
+/*
+ * What only the block core sees: the per-node state behind
+ * BlockDriverState.core, and the functions the core files share.
+ * Drivers never include this.
+ */
+#ifndef BLOCK_CORE_H
+#define BLOCK_CORE_H
+
+#include "block/block_int.h"
+#include "block/block-backend.h"
+
+typedef struct BdrvNodeCore {
+    int refcnt;
+    bool monitor_owned;         /* added by blockdev-add: blockdev-del may free */
+    GPtrArray *children;        /* BdrvChild *, owned */
+    GPtrArray *parents;         /* BdrvChild *, the edges to this node */
+    uint64_t perm, shared;      /* what the parents need / share, cumulated */
+
+    int64_t length;             /* cached; updated at open and truncate */
+
+    /* Requests in flight, to serialise read-modify-write. */
+    GMutex req_lock;
+    GCond req_cond;
+    GList *tracked;             /* BdrvTrackedRequest * */
+} BdrvNodeCore;
+
+/* block/drivers.c: the driver table. */
+const BlockDriver *bdrv_find_driver(const char *name);
+
+/* block/perm.c: permissions across the graph (main thread). */
+bool bdrv_refresh_perms(BlockDriverState *bs, Error **errp);
+const char *bdrv_perm_names(uint64_t perm, char *buf, size_t size);
+char *bdrv_child_user_desc(const BdrvChild *c);
+void bdrv_default_child_perm(BlockDriverState *parent, BdrvChildRole role,
+                             uint64_t *perm, uint64_t *shared);
+
+/* block/block.c */
+BdrvChild *bdrv_attach_child_edge(BlockDriverState *child_bs, void *parent,
+                                  bool parent_is_node, const char *name,
+                                  BdrvChildRole role, uint64_t perm,
+                                  uint64_t shared, Error **errp);
+void bdrv_detach_child_edge(BdrvChild *c);
+
+/* block/io.c */
+void bdrv_node_io_init(BlockDriverState *bs);
+void bdrv_node_io_cleanup(BlockDriverState *bs);
+
+#endif

@@ -1,0 +1,422 @@
+/*
+ * The request path every read and write takes, from any thread: bounds,
+ * alignment for the driver, transfer limits, FUA, write-zeroes fallback,
+ * discard policy, detect-zeroes, and block status through backing chains.
+ *
+ * Alignment: drivers see only requests aligned to bl.request_alignment.
+ * An unaligned write is a read-modify-write of the aligned blocks around
+ * it; two such writes touching the same block would lose one another's
+ * bytes, so they are serialised on the node (tracked requests). Aligned
+ * requests take no lock at all: overlapping aligned writes are the
+ * caller's business, as on a disk.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "block/core.h"
+
+#define ZERO_CHUNK (1 << 20)    /* largest zero buffer the fallback writes */
+
+typedef struct BdrvTrackedRequest {
+    int64_t start, end;
+} BdrvTrackedRequest;
+
+void bdrv_node_io_init(BlockDriverState *bs)
+{
+    g_mutex_init(&bs->core->req_lock);
+    g_cond_init(&bs->core->req_cond);
+}
+
+void bdrv_node_io_cleanup(BlockDriverState *bs)
+{
+    g_assert(!bs->core->tracked);
+    g_mutex_clear(&bs->core->req_lock);
+    g_cond_clear(&bs->core->req_cond);
+}
+
+static void serialise_begin(BlockDriverState *bs, BdrvTrackedRequest *req)
+{
+    BdrvNodeCore *core = bs->core;
+    GList *l;
+
+    g_mutex_lock(&core->req_lock);
+retry:
+    for (l = core->tracked; l; l = l->next) {
+        BdrvTrackedRequest *r = l->data;
+
+        if (r->start < req->end && req->start < r->end) {
+            g_cond_wait(&core->req_cond, &core->req_lock);
+            goto retry;
+        }
+    }
+    core->tracked = g_list_prepend(core->tracked, req);
+    g_mutex_unlock(&core->req_lock);
+}
+
+static void serialise_end(BlockDriverState *bs, BdrvTrackedRequest *req)
+{
+    g_mutex_lock(&bs->core->req_lock);
+    bs->core->tracked = g_list_remove(bs->core->tracked, req);
+    g_cond_broadcast(&bs->core->req_cond);
+    g_mutex_unlock(&bs->core->req_lock);
+}
+
+static int check_bounds(BlockDriverState *bs, int64_t offset, int64_t bytes)
+{
+    if (offset < 0 || bytes < 0 || offset > bs->core->length ||
+        bytes > bs->core->length - offset) {
+        return -EIO;
+    }
+    return 0;
+}
+
+static bool mem_aligned(BlockDriverState *bs, const void *buf)
+{
+    return ((uintptr_t)buf & (bs->bl.min_mem_alignment - 1)) == 0;
+}
+
+static uint64_t max_chunk(BlockDriverState *bs)
+{
+    return bs->bl.max_transfer ? bs->bl.max_transfer : INT32_MAX & ~(uint64_t)4095;
+}
+
+/* Aligned read: split by the transfer limit, bounced if memory is misaligned. */
+static int aligned_read(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                        void *buf, BdrvRequestFlags flags)
+{
+    uint64_t chunk = max_chunk(bs);
+    bool bounce = !mem_aligned(bs, buf);
+    void *tmp = bounce ? bdrv_blockalign(bs, MIN((uint64_t)bytes, chunk)) : NULL;
+    int ret = 0;
+
+    while (bytes > 0 && ret == 0) {
+        int64_t n = MIN((uint64_t)bytes, chunk);
+
+        ret = bs->drv->preadv(bs, offset, n, bounce ? tmp : buf, flags);
+        if (ret == 0 && bounce) {
+            memcpy(buf, tmp, n);
+        }
+        offset += n;
+        bytes -= n;
+        buf = (char *)buf + n;
+    }
+    free(tmp);
+    return ret;
+}
+
+static int aligned_write(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                         const void *buf, BdrvRequestFlags flags)
+{
+    uint64_t chunk = max_chunk(bs);
+    bool bounce = !mem_aligned(bs, buf);
+    void *tmp = bounce ? bdrv_blockalign(bs, MIN((uint64_t)bytes, chunk)) : NULL;
+    BdrvRequestFlags drv_flags = bs->drv->supports_fua ? flags & BDRV_REQ_FUA : 0;
+    int ret = 0;
+
+    while (bytes > 0 && ret == 0) {
+        int64_t n = MIN((uint64_t)bytes, chunk);
+
+        if (bounce) {
+            memcpy(tmp, buf, n);
+        }
+        ret = bs->drv->pwritev(bs, offset, n, bounce ? tmp : buf, drv_flags);
+        offset += n;
+        bytes -= n;
+        buf = (const char *)buf + n;
+    }
+    free(tmp);
+    if (ret == 0 && (flags & BDRV_REQ_FUA) && !bs->drv->supports_fua) {
+        ret = bdrv_flush(bs);
+    }
+    return ret;
+}
+
+int bdrv_pread(BdrvChild *child, int64_t offset, int64_t bytes, void *buf,
+               BdrvRequestFlags flags)
+{
+    BlockDriverState *bs = child->bs;
+    uint32_t align = bs->bl.request_alignment;
+    int64_t astart, aend;
+    char *tmp;
+    int ret = check_bounds(bs, offset, bytes);
+
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    if (!((offset | bytes) & (align - 1))) {
+        return aligned_read(bs, offset, bytes, buf, flags);
+    }
+    astart = offset & ~(int64_t)(align - 1);
+    aend = (offset + bytes + align - 1) & ~(int64_t)(align - 1);
+    tmp = bdrv_blockalign(bs, aend - astart);
+    ret = aligned_read(bs, astart, aend - astart, tmp, flags);
+    if (ret == 0) {
+        memcpy(buf, tmp + (offset - astart), bytes);
+    }
+    free(tmp);
+    return ret;
+}
+
+/* Unaligned write: read the aligned blocks around it, patch, write back. */
+static int rmw_write(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                     const void *buf, BdrvRequestFlags flags)
+{
+    uint32_t align = bs->bl.request_alignment;
+    BdrvTrackedRequest req;
+    char *tmp;
+    int ret = 0;
+
+    req.start = offset & ~(int64_t)(align - 1);
+    req.end = (offset + bytes + align - 1) & ~(int64_t)(align - 1);
+    serialise_begin(bs, &req);
+    tmp = bdrv_blockalign(bs, req.end - req.start);
+    if (offset != req.start) {
+        ret = aligned_read(bs, req.start, align, tmp, 0);
+    }
+    if (ret == 0 && offset + bytes != req.end &&
+        (req.end - align != req.start || offset == req.start)) {
+        ret = aligned_read(bs, req.end - align, align,
+                           tmp + (req.end - align - req.start), 0);
+    }
+    if (ret == 0) {
+        if (buf) {
+            memcpy(tmp + (offset - req.start), buf, bytes);
+        } else {
+            memset(tmp + (offset - req.start), 0, bytes);
+        }
+        ret = aligned_write(bs, req.start, req.end - req.start, tmp, flags);
+    }
+    free(tmp);
+    serialise_end(bs, &req);
+    return ret;
+}
+
+static bool buffer_is_zero(const void *buf, int64_t bytes)
+{
+    const char *p = buf;
+
+    /* Compare with itself shifted: one pass, no zero buffer needed. */
+    return bytes == 0 || (p[0] == 0 && memcmp(p, p + 1, bytes - 1) == 0);
+}
+
+int bdrv_pwrite(BdrvChild *child, int64_t offset, int64_t bytes,
+                const void *buf, BdrvRequestFlags flags)
+{
+    BlockDriverState *bs = child->bs;
+    uint32_t align = bs->bl.request_alignment;
+    int ret = check_bounds(bs, offset, bytes);
+
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    if (bs->read_only) {
+        return -EPERM;
+    }
+    if (bs->detect_zeroes != BLOCKDEV_DETECT_ZEROES_OPTIONS_OFF &&
+        buffer_is_zero(buf, bytes)) {
+        if (bs->detect_zeroes == BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP) {
+            flags |= BDRV_REQ_MAY_UNMAP;
+        }
+        return bdrv_pwrite_zeroes(child, offset, bytes, flags);
+    }
+    if (!((offset | bytes) & (align - 1))) {
+        return aligned_write(bs, offset, bytes, buf, flags);
+    }
+    return rmw_write(bs, offset, bytes, buf, flags);
+}
+
+/* Zeroes by writing zero buffers: the fallback, in bounded chunks. */
+static int write_zero_buffers(BlockDriverState *bs, int64_t offset,
+                              int64_t bytes, BdrvRequestFlags flags)
+{
+    int64_t chunk = MIN(bytes, (int64_t)MIN((uint64_t)ZERO_CHUNK, max_chunk(bs)));
+    void *zeroes = bdrv_blockalign(bs, chunk);
+    int ret = 0;
+
+    memset(zeroes, 0, chunk);
+    while (bytes > 0 && ret == 0) {
+        int64_t n = MIN(bytes, chunk);
+
+        ret = aligned_write(bs, offset, n, zeroes, flags & BDRV_REQ_FUA);
+        offset += n;
+        bytes -= n;
+    }
+    free(zeroes);
+    return ret;
+}
+
+int bdrv_pwrite_zeroes(BdrvChild *child, int64_t offset, int64_t bytes,
+                       BdrvRequestFlags flags)
+{
+    BlockDriverState *bs = child->bs;
+    uint32_t align = bs->bl.request_alignment;
+    int64_t head, tail;
+    int ret = check_bounds(bs, offset, bytes);
+
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    if (bs->read_only) {
+        return -EPERM;
+    }
+    if (!bs->discard_unmap) {
+        flags &= ~BDRV_REQ_MAY_UNMAP;
+    }
+    /* The unaligned head and tail are partial blocks: written as data. */
+    head = MIN(bytes, (int64_t)((align - (offset & (align - 1))) & (align - 1)));
+    tail = (offset + bytes) & (align - 1);
+    if (head + tail > bytes) {
+        tail = 0;       /* one partial block: the head covers it */
+    }
+    if ((head || tail) && (flags & BDRV_REQ_NO_FALLBACK)) {
+        return -ENOTSUP;
+    }
+    if (head) {
+        ret = rmw_write(bs, offset, head, NULL, flags & BDRV_REQ_FUA);
+        offset += head;
+        bytes -= head;
+    }
+    if (ret == 0 && tail) {
+        ret = rmw_write(bs, offset + bytes - tail, tail, NULL, flags & BDRV_REQ_FUA);
+        bytes -= tail;
+    }
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    ret = bs->drv->pwrite_zeroes ?
+          bs->drv->pwrite_zeroes(bs, offset, bytes, flags) : -ENOTSUP;
+    if (ret == -ENOTSUP && !(flags & BDRV_REQ_NO_FALLBACK)) {
+        ret = write_zero_buffers(bs, offset, bytes, flags);
+    } else if (ret == 0 && (flags & BDRV_REQ_FUA)) {
+        ret = bdrv_flush(bs);
+    }
+    return ret;
+}
+
+int bdrv_pdiscard(BdrvChild *child, int64_t offset, int64_t bytes)
+{
+    BlockDriverState *bs = child->bs;
+    uint32_t align = bs->bl.pdiscard_alignment ? bs->bl.pdiscard_alignment :
+                     bs->bl.request_alignment;
+    int64_t start, end;
+    int ret = check_bounds(bs, offset, bytes);
+
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    if (bs->read_only) {
+        return -EPERM;
+    }
+    /* discard=ignore, or a driver that cannot: a discard may do nothing. */
+    if (!bs->discard_unmap || !bs->drv->pdiscard) {
+        return 0;
+    }
+    start = (offset + align - 1) / align * align;
+    end = (offset + bytes) / align * align;
+    if (offset + bytes == bs->core->length) {
+        end = offset + bytes;   /* the end of the node counts as aligned */
+    }
+    if (start >= end) {
+        return 0;
+    }
+    ret = bs->drv->pdiscard(bs, start, end - start);
+    return ret == -ENOTSUP ? 0 : ret;
+}
+
+int bdrv_flush(BlockDriverState *bs)
+{
+    guint i;
+    int ret = 0;
+
+    if (!bs->read_only && !bs->cache_no_flush && bs->drv->flush) {
+        ret = bs->drv->flush(bs);
+    }
+    for (i = 0; ret == 0 && i < bs->core->children->len; i++) {
+        BdrvChild *c = g_ptr_array_index(bs->core->children, i);
+
+        ret = bdrv_flush(c->bs);
+    }
+    return ret;
+}
+
+int bdrv_block_status(BlockDriverState *bs, bool want_zero, int64_t offset,
+                      int64_t bytes, int64_t *pnum, int64_t *map,
+                      BlockDriverState **file)
+{
+    int64_t len = bs->core->length, n, local_map = 0;
+    BlockDriverState *local_file = NULL;
+    int ret;
+
+    if (offset < 0 || bytes < 0) {
+        return -EINVAL;
+    }
+    if (offset >= len || bytes == 0) {
+        *pnum = 0;
+        return offset >= len ? BDRV_BLOCK_EOF : 0;
+    }
+    bytes = MIN(bytes, len - offset);
+    if (bs->drv->block_status) {
+        ret = bs->drv->block_status(bs, want_zero, offset, bytes, &n,
+                                    &local_map, &local_file);
+    } else if (bs->drv->is_filter) {
+        ret = bdrv_block_status(bs->file->bs, want_zero, offset, bytes, &n,
+                                &local_map, &local_file);
+    } else {
+        n = bytes;
+        ret = BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID;
+        local_map = offset;
+        local_file = bs;
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    g_assert(n > 0 && n <= bytes);
+    /* Whatever a layer knows the content of, it decides. */
+    if (ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO)) {
+        ret |= BDRV_BLOCK_ALLOCATED;
+    }
+    if (offset + n == len) {
+        ret |= BDRV_BLOCK_EOF;
+    }
+    *pnum = n;
+    if (map) {
+        *map = local_map;
+    }
+    if (file) {
+        *file = local_file;
+    }
+    return ret;
+}
+
+int bdrv_block_status_above(BlockDriverState *bs, BlockDriverState *base,
+                            bool want_zero, int64_t offset, int64_t bytes,
+                            int64_t *pnum, int *depth)
+{
+    BlockDriverState *p;
+    int d = 1, ret = 0;
+    int64_t n = bytes;
+
+    for (p = bs; p && p != base; p = bdrv_backing_bs(p), d++) {
+        if (offset >= p->core->length) {
+            /* Past the end of a shorter backing file: reads return zeroes. */
+            break;
+        }
+        ret = bdrv_block_status(p, want_zero, offset, n, &n, NULL, NULL);
+        if (ret < 0) {
+            return ret;
+        }
+        if (ret & BDRV_BLOCK_ALLOCATED) {
+            *pnum = n;
+            if (depth) {
+                *depth = d;
+            }
+            return ret & ~BDRV_BLOCK_EOF;
+        }
+    }
+    /* Nothing above base decides this range. */
+    *pnum = MIN(n, bs->core->length - offset);
+    if (depth) {
+        *depth = 0;
+    }
+    return base ? 0 : BDRV_BLOCK_ZERO;
+}

@@ -1,0 +1,128 @@
+/*
+ * The block layer, as its users see it (QMP handlers, exports, jobs).
+ *
+ * A node (BlockDriverState) is one driver instance: a file, a format over
+ * a file, a filter. Nodes form a graph through children ("file",
+ * "backing", "image"). Users reach nodes through a BlockBackend
+ * (block-backend.h), which states what it needs and tolerates
+ * (permissions) and is where drained sections hold new requests.
+ *
+ * Threads: the graph (opening, closing, naming, children, permissions,
+ * resizing) belongs to the main thread. I/O functions may be called from
+ * any thread, many at once; they block the calling thread until done and
+ * return 0 or a negative errno.
+ */
+#ifndef BLOCK_BLOCK_H
+#define BLOCK_BLOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qapi/error.h"
+
+typedef struct BlockDriverState BlockDriverState;
+typedef struct BdrvChild BdrvChild;
+typedef struct BlockdevOptions BlockdevOptions;
+
+typedef enum BdrvRequestFlags {
+    BDRV_REQ_FUA = 1 << 0,          /* on stable storage before completion */
+    BDRV_REQ_MAY_UNMAP = 1 << 1,    /* write-zeroes may deallocate */
+    /* write-zeroes: fail with -ENOTSUP rather than write zero buffers */
+    BDRV_REQ_NO_FALLBACK = 1 << 2,
+} BdrvRequestFlags;
+
+/* Block status: what reads of a range return, and where it comes from. */
+enum {
+    BDRV_BLOCK_DATA = 0x01,         /* data (not known to be zero) */
+    BDRV_BLOCK_ZERO = 0x02,         /* reads return zeroes */
+    BDRV_BLOCK_OFFSET_VALID = 0x04, /* *map is the offset in *file */
+    BDRV_BLOCK_ALLOCATED = 0x10,    /* this layer decides the content */
+    BDRV_BLOCK_EOF = 0x20,          /* the range reaches the end */
+};
+
+/* What a user of a node needs, and what it lets others do (as in QEMU). */
+typedef enum BlockPermissionFlags {
+    BLK_PERM_CONSISTENT_READ = 1 << 0,
+    BLK_PERM_WRITE = 1 << 1,
+    BLK_PERM_WRITE_UNCHANGED = 1 << 2,
+    BLK_PERM_RESIZE = 1 << 3,
+    BLK_PERM_ALL = (1 << 4) - 1,
+} BlockPermissionFlags;
+
+/* ---- graph: main thread ---------------------------------------------- */
+
+/* blockdev-add: opens the node and the children defined inline. */
+BlockDriverState *bdrv_open_options(const BlockdevOptions *options, Error **errp);
+/* blockdev-del: closes a node opened by bdrv_open_options, if unused. */
+bool bdrv_del_node(const char *node_name, Error **errp);
+/* Frees every node (shutdown), flushing them first. */
+void bdrv_close_all(void);
+
+BlockDriverState *bdrv_find_node(const char *node_name);
+/* QEMU's lookup: "Cannot find device='X' nor node-name='X'" */
+BlockDriverState *bdrv_lookup_bs(const char *device, const char *node_name,
+                                 Error **errp);
+/* Iterates every node, newest first: start with NULL, ends with NULL. */
+BlockDriverState *bdrv_next_node(BlockDriverState *bs);
+
+void bdrv_ref(BlockDriverState *bs);
+void bdrv_unref(BlockDriverState *bs);
+
+const char *bdrv_get_node_name(const BlockDriverState *bs);
+const char *bdrv_get_format_name(const BlockDriverState *bs);
+bool bdrv_is_read_only(const BlockDriverState *bs);
+BlockDriverState *bdrv_backing_bs(const BlockDriverState *bs);
+BlockDriverState *bdrv_file_bs(const BlockDriverState *bs);
+/* Length in bytes, or a negative errno. */
+int64_t bdrv_getlength(BlockDriverState *bs);
+/* Cluster size of a format node, 0 if it has none. */
+int64_t bdrv_get_cluster_size(BlockDriverState *bs);
+/* block_resize: checks that no user forbids it (the error names who). */
+bool bdrv_truncate(BlockDriverState *bs, int64_t size, Error **errp);
+
+/* ---- drained sections: main thread ----------------------------------- */
+
+/*
+ * Quiesces I/O: new requests from every BlockBackend wait at the entry,
+ * and this returns once no request is in flight anywhere. Sections nest.
+ * A QMP transaction runs all its actions inside one, so no write lands
+ * between two of them.
+ */
+void bdrv_drain_all_begin(void);
+void bdrv_drain_all_end(void);
+
+/* ---- I/O on a node: any thread --------------------------------------- */
+
+/*
+ * The request path every read and write takes: bounds checked, aligned
+ * for the driver (read-modify-write when needed), split by the driver's
+ * transfer limit. Returns 0 or -errno.
+ */
+int bdrv_pread(BdrvChild *child, int64_t offset, int64_t bytes, void *buf,
+               BdrvRequestFlags flags);
+int bdrv_pwrite(BdrvChild *child, int64_t offset, int64_t bytes,
+                const void *buf, BdrvRequestFlags flags);
+int bdrv_pwrite_zeroes(BdrvChild *child, int64_t offset, int64_t bytes,
+                       BdrvRequestFlags flags);
+int bdrv_pdiscard(BdrvChild *child, int64_t offset, int64_t bytes);
+int bdrv_flush(BlockDriverState *bs);
+
+/*
+ * Status of [offset, offset+bytes) in bs alone: returns BDRV_BLOCK_* flags
+ * for the first *pnum bytes (at least 1 unless at the end), or -errno.
+ * When want_zero is false the driver may answer cheaply (DATA only).
+ */
+int bdrv_block_status(BlockDriverState *bs, bool want_zero, int64_t offset,
+                      int64_t bytes, int64_t *pnum, int64_t *map,
+                      BlockDriverState **file);
+/*
+ * The same through the backing chain down to (not including) base: ZERO
+ * and DATA describe what a read returns; ALLOCATED says some layer above
+ * base decides the content. *depth (if not NULL) is 1 for bs, 2 for its
+ * backing, ... and 0 if no layer above base allocates the range.
+ */
+int bdrv_block_status_above(BlockDriverState *bs, BlockDriverState *base,
+                            bool want_zero, int64_t offset, int64_t bytes,
+                            int64_t *pnum, int *depth);
+
+#endif

@@ -1,0 +1,179 @@
+/*
+ * The block layer, as a driver author sees it. A driver includes this
+ * header (and the generated QAPI types for its options) and nothing else
+ * of the block layer.
+ *
+ * A driver is a static const BlockDriver table listed in
+ * block/drivers.c. The core guarantees, before calling an I/O function:
+ * - the node is open and not being closed;
+ * - offset and bytes are multiples of bs->bl.request_alignment, bytes > 0,
+ *   bytes <= bs->bl.max_transfer (if set), and [offset, offset+bytes) lies
+ *   within the node's length rounded up to the alignment (a driver whose
+ *   length is not aligned reads zeroes past its end);
+ * - read-modify-write for unaligned requests was done by the core, and
+ *   overlapping requests are serialised around it.
+ * Drivers assert what they rely on rather than checking it again.
+ *
+ * I/O functions run in any thread, many at once on the same node; a driver
+ * protects its own metadata (qcow2: a mutex around L2 and refcount
+ * updates, never held across data I/O). They return 0 or -errno and
+ * allocate only what the request needs.
+ */
+#ifndef BLOCK_BLOCK_INT_H
+#define BLOCK_BLOCK_INT_H
+
+#include <glib.h>
+
+#include "block/block.h"
+#include "qapi-types.h"
+
+typedef struct BlockDriver BlockDriver;
+
+typedef struct BlockLimits {
+    /* Requests reach the driver aligned to this (a power of two, >= 1). */
+    uint32_t request_alignment;
+    /* Largest request the driver takes, a multiple of the alignment; 0 = any. */
+    uint64_t max_transfer;
+    /* Alignment at which write-zeroes/discard are worthwhile; 0 = request_alignment. */
+    uint32_t pwrite_zeroes_alignment;
+    uint32_t pdiscard_alignment;
+    /* Buffer alignment the driver needs (O_DIRECT: 4096); 1 = any. */
+    size_t min_mem_alignment;
+} BlockLimits;
+
+typedef enum BdrvChildRole {
+    BDRV_CHILD_FILE,        /* the file a format driver reads ("file") */
+    BDRV_CHILD_BACKING,     /* the backing image ("backing") */
+    BDRV_CHILD_FILTERED,    /* what a filter passes requests to ("image") */
+} BdrvChildRole;
+
+struct BdrvChild {
+    BlockDriverState *bs;       /* the child node */
+    char *name;                 /* "file", "backing", "image", "root" */
+    BdrvChildRole role;
+    void *parent;               /* BlockDriverState * or BlockBackend * */
+    bool parent_is_node;
+    uint64_t perm, shared_perm; /* BLK_PERM_* this edge takes and shares */
+};
+
+typedef struct BlockDriverInfo {
+    int64_t cluster_size;       /* 0 if the format has none */
+    bool is_dirty;              /* the image was not closed cleanly */
+} BlockDriverInfo;
+
+struct BlockDriverState {
+    /* Set by the core before open; read-only for the driver. */
+    const BlockDriver *drv;
+    void *opaque;               /* drv->instance_size zeroed bytes */
+    char *node_name;
+    bool read_only;
+    bool cache_direct;          /* cache.direct=on: O_DIRECT */
+    bool cache_no_flush;        /* cache.no-flush=on: flush is a no-op */
+    bool discard_unmap;         /* discard=unmap: pass discards on */
+    bool force_share;
+    BlockdevDetectZeroesOptions detect_zeroes;
+
+    /* Set by the driver in open (or refresh_limits); the core honours them. */
+    BlockLimits bl;
+    /* The file this node shows as "file"/"filename" in queries. */
+    char *filename;
+    /* Backing file named by the image header, for queries and opening. */
+    char *backing_file;
+    char *backing_format;
+
+    /* Children the driver opened with bdrv_open_child(); core-owned. */
+    BdrvChild *file;
+    BdrvChild *backing;
+
+    /* Core-private from here on: drivers do not touch. */
+    struct BdrvNodeCore *core;
+};
+
+struct BlockDriver {
+    const char *format_name;
+    size_t instance_size;
+    /* A filter passes every request to bs->file (blkdebug, raw without offset). */
+    bool is_filter;
+    /* Reports DATA|ALLOCATED only through a file child (format drivers). */
+    bool is_format;
+    /* May have a backing child (qcow2). */
+    bool supports_backing;
+
+    /* --- main thread ------------------------------------------------- */
+
+    /*
+     * Opens bs from its options (the driver's branch of the union). Opens
+     * children with bdrv_open_child(). On failure returns -errno with errp
+     * set, having freed what it allocated; the core closes children.
+     */
+    int (*open)(BlockDriverState *bs, const BlockdevOptions *opts, Error **errp);
+    /* Flushed and quiescent by then; frees the driver's state. */
+    void (*close)(BlockDriverState *bs);
+    /* Sets the length to offset (grow: zero-filled). */
+    int (*truncate)(BlockDriverState *bs, int64_t offset, Error **errp);
+    int (*get_info)(BlockDriverState *bs, BlockDriverInfo *bdi);
+    /* "format-specific" of ImageInfo; NULL if none. */
+    ImageInfoSpecific *(*get_specific_info)(BlockDriverState *bs);
+    /* Bytes the image takes on its storage ("actual-size"), or -errno. */
+    int64_t (*get_allocated_file_size)(BlockDriverState *bs);
+    /*
+     * The node's users now need perm and share shared (BLK_PERM_*): a
+     * protocol driver checks that other processes allow it (file: QEMU's
+     * lock bytes) and takes its locks. check_perm must not change
+     * anything; set_perm follows a successful check of every node.
+     */
+    int (*check_perm)(BlockDriverState *bs, uint64_t perm, uint64_t shared,
+                      Error **errp);
+    void (*set_perm)(BlockDriverState *bs, uint64_t perm, uint64_t shared);
+
+    /* --- any thread -------------------------------------------------- */
+
+    int64_t (*getlength)(BlockDriverState *bs);
+    int (*preadv)(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                  void *buf, BdrvRequestFlags flags);
+    /* flags: only BDRV_REQ_FUA; without native FUA support the core flushes. */
+    int (*pwritev)(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                   const void *buf, BdrvRequestFlags flags);
+    /* -ENOTSUP: the core writes a zero buffer unless BDRV_REQ_NO_FALLBACK. */
+    int (*pwrite_zeroes)(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                         BdrvRequestFlags flags);
+    int (*pdiscard)(BlockDriverState *bs, int64_t offset, int64_t bytes);
+    /* To stable storage; the core then flushes the children. */
+    int (*flush)(BlockDriverState *bs);
+    /*
+     * Status of the range in this node alone: BDRV_BLOCK_* and *pnum.
+     * With OFFSET_VALID, map and file say where the data lies. NULL: the
+     * core reports DATA|ALLOCATED for non-format nodes, and asks the file
+     * child for filters.
+     */
+    int (*block_status)(BlockDriverState *bs, bool want_zero, int64_t offset,
+                        int64_t bytes, int64_t *pnum, int64_t *map,
+                        BlockDriverState **file);
+    /* Whether native FUA writes exist (else the core adds a flush). */
+    bool supports_fua;
+};
+
+/*
+ * Opens (inline definition) or finds (reference) a child of parent and
+ * attaches it under child_name. Only in the driver's open.
+ */
+BdrvChild *bdrv_open_child(BlockDriverState *parent, const BlockdevRef *ref,
+                           const char *child_name, BdrvChildRole role,
+                           Error **errp);
+/*
+ * The backing child of a COW format: ref as given by the user (NULL when
+ * absent: the header's backing file and format, bs->backing_file and
+ * bs->backing_format, are opened read-only; null: none).
+ */
+bool bdrv_open_backing(BlockDriverState *bs, const BlockdevRefOrNull *ref,
+                       Error **errp);
+
+/* Resizes a child from the parent's truncate (the parent holds RESIZE). */
+int bdrv_child_truncate(BdrvChild *child, int64_t size, Error **errp);
+/* The child's length in bytes, or -errno. */
+int64_t bdrv_child_getlength(BdrvChild *child);
+
+/* Allocates a buffer fit for I/O on bs (bs->bl.min_mem_alignment). */
+void *bdrv_blockalign(BlockDriverState *bs, size_t size);
+
+#endif
