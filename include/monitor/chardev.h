@@ -22,8 +22,9 @@ typedef struct ChardevHandlers {
 } ChardevHandlers;
 
 /*
- * Creates and registers a chardev from --chardev options (a flat object of
- * strings with the implied key "backend"). A listening socket starts
+ * Creates and registers a chardev from --chardev options: the flat object
+ * of strings that qemu_opts_parse_flat_full() makes with QEMU's chardev
+ * option table and the implied key "backend". A listening socket starts
  * listening now; with wait=on it also waits for the first client.
  */
 Chardev *chardev_new(json_t *opts, Error **errp);
