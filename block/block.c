@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "block/core.h"
+#include "block/dirty-bitmap.h"
 #include "util/main-loop.h"
 
 static GList *all_nodes;        /* BlockDriverState *, newest first */
@@ -324,6 +325,8 @@ static void bdrv_free(BlockDriverState *bs)
                                                bs->core->children->len - 1);
         bdrv_detach_child_edge(c);
     }
+    bdrv_release_all_dirty_bitmaps(bs);
+    g_mutex_clear(&bs->core->bitmap_lock);
     bdrv_node_io_cleanup(bs);
     g_ptr_array_unref(bs->core->children);
     g_ptr_array_unref(bs->core->parents);
@@ -375,6 +378,7 @@ static BlockDriverState *bdrv_open_inherit(const BlockdevOptions *opts,
     bs->core->children = g_ptr_array_new();
     bs->core->parents = g_ptr_array_new();
     bs->core->shared = BLK_PERM_ALL;
+    g_mutex_init(&bs->core->bitmap_lock);
     bdrv_node_io_init(bs);
     /* QEMU's names for unnamed nodes: a counter and two random digits. */
     bs->node_name = opts->node_name ? g_strdup(opts->node_name) :
@@ -514,10 +518,7 @@ bool bdrv_truncate(BlockDriverState *bs, int64_t size, Error **errp)
         error_setg(errp, "Image is read-only");
         return false;
     }
-    if (!bs->drv->truncate) {
-        error_setg(errp, "Image format driver does not support resize");
-        return false;
-    }
+    /* Users are asked first, as QEMU takes the permission before resizing. */
     for (i = 0; i < bs->core->parents->len; i++) {
         BdrvChild *p = g_ptr_array_index(bs->core->parents, i);
 
@@ -532,11 +533,19 @@ bool bdrv_truncate(BlockDriverState *bs, int64_t size, Error **errp)
             return false;
         }
     }
+    if (!bs->drv->truncate) {
+        error_setg(errp, "Image format driver does not support resize");
+        return false;
+    }
+    if (!bdrv_dirty_bitmaps_allow_resize(bs, errp)) {
+        return false;
+    }
     bdrv_drain_all_begin();
     ret = bs->drv->truncate(bs, size, errp);
     len = ret < 0 ? -1 : bs->drv->getlength(bs);
     if (len >= 0) {
         bs->core->length = len;
+        bdrv_dirty_bitmaps_truncate(bs, len);
     }
     bdrv_drain_all_end();
     if (ret < 0) {
@@ -560,6 +569,9 @@ int bdrv_child_truncate(BdrvChild *child, int64_t size, Error **errp)
         error_setg(errp, "Image format driver does not support resize");
         return -ENOTSUP;
     }
+    if (!bdrv_dirty_bitmaps_allow_resize(bs, errp)) {
+        return -EBUSY;
+    }
     ret = bs->drv->truncate(bs, size, errp);
     if (ret < 0) {
         return ret;
@@ -571,6 +583,7 @@ int bdrv_child_truncate(BdrvChild *child, int64_t size, Error **errp)
         return len;
     }
     bs->core->length = len;
+    bdrv_dirty_bitmaps_truncate(bs, len);
     return 0;
 }
 

@@ -22,6 +22,10 @@ typedef struct BdrvNodeCore {
     GMutex req_lock;
     GCond req_cond;
     GList *tracked;             /* BdrvTrackedRequest * */
+
+    /* Dirty bitmaps, newest first, and the lock of the list and bits. */
+    GMutex bitmap_lock;
+    GList *bitmaps;             /* BdrvDirtyBitmap * */
 } BdrvNodeCore;
 
 /* block/drivers.c: the driver table. */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "block/core.h"
+#include "block/dirty-bitmap.h"
 
 #define ZERO_CHUNK (1 << 20)    /* largest zero buffer the fallback writes */
 
@@ -220,9 +221,13 @@ int bdrv_pwrite(BdrvChild *child, int64_t offset, int64_t bytes,
         return bdrv_pwrite_zeroes(child, offset, bytes, flags);
     }
     if (!((offset | bytes) & (align - 1))) {
-        return aligned_write(bs, offset, bytes, buf, flags);
+        ret = aligned_write(bs, offset, bytes, buf, flags);
+    } else {
+        ret = rmw_write(bs, offset, bytes, buf, flags);
     }
-    return rmw_write(bs, offset, bytes, buf, flags);
+    /* The write hook: what was asked, failed or not, as QEMU marks it. */
+    bdrv_set_dirty(bs, offset, bytes);
+    return ret;
 }
 
 /* Zeroes by writing zero buffers: the fallback, in bounded chunks. */
@@ -245,12 +250,13 @@ static int write_zero_buffers(BlockDriverState *bs, int64_t offset,
     return ret;
 }
 
+static int zeroes_aligned(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                          BdrvRequestFlags flags);
+
 int bdrv_pwrite_zeroes(BdrvChild *child, int64_t offset, int64_t bytes,
                        BdrvRequestFlags flags)
 {
     BlockDriverState *bs = child->bs;
-    uint32_t align = bs->bl.request_alignment;
-    int64_t head, tail;
     int ret = check_bounds(bs, offset, bytes);
 
     if (ret < 0 || bytes == 0) {
@@ -262,6 +268,19 @@ int bdrv_pwrite_zeroes(BdrvChild *child, int64_t offset, int64_t bytes,
     if (!bs->discard_unmap) {
         flags &= ~BDRV_REQ_MAY_UNMAP;
     }
+    ret = zeroes_aligned(bs, offset, bytes, flags);
+    bdrv_set_dirty(bs, offset, bytes);
+    return ret;
+}
+
+/* Write-zeroes after the checks: partial blocks as data, the rest by the driver. */
+static int zeroes_aligned(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                          BdrvRequestFlags flags)
+{
+    uint32_t align = bs->bl.request_alignment;
+    int64_t head, tail;
+    int ret = 0;
+
     /* The unaligned head and tail are partial blocks: written as data. */
     head = MIN(bytes, (int64_t)((align - (offset & (align - 1))) & (align - 1)));
     tail = (offset + bytes) & (align - 1);
@@ -317,9 +336,11 @@ int bdrv_pdiscard(BdrvChild *child, int64_t offset, int64_t bytes)
         end = offset + bytes;   /* the end of the node counts as aligned */
     }
     if (start >= end) {
+        bdrv_set_dirty(bs, offset, bytes);
         return 0;
     }
     ret = bs->drv->pdiscard(bs, start, end - start);
+    bdrv_set_dirty(bs, offset, bytes);
     return ret == -ENOTSUP ? 0 : ret;
 }
 

@@ -1,7 +1,8 @@
 /*
  * The "null-co" driver: a device of a given size that stores nothing.
  * Reads return zeroes only with read-zeroes=on (otherwise the buffer is
- * left as it is, as in QEMU); writes succeed. For tests and benchmarks.
+ * left as it is, as in QEMU); writes succeed; it cannot be resized, as in
+ * QEMU. For tests and benchmarks.
  */
 #include <string.h>
 
@@ -80,17 +81,10 @@ static int null_block_status(BlockDriverState *bs, bool want_zero,
     return BDRV_BLOCK_OFFSET_VALID | (s->read_zeroes ? BDRV_BLOCK_ZERO : 0);
 }
 
-static int null_truncate(BlockDriverState *bs, int64_t offset, Error **errp)
-{
-    ((BDRVNullState *)bs->opaque)->length = offset;
-    return 0;
-}
-
 const BlockDriver bdrv_null_co = {
     .format_name = "null-co",
     .instance_size = sizeof(BDRVNullState),
     .open = null_open,
-    .truncate = null_truncate,
     .getlength = null_getlength,
     .preadv = null_preadv,
     .pwritev = null_pwritev,

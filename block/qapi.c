@@ -3,6 +3,7 @@
  * QEMU's fields, and the graph for x-debug-query-block-graph.
  */
 #include "block/core.h"
+#include "block/dirty-bitmap.h"
 #include "block/qapi.h"
 
 static ImageInfo *image_info(BlockDriverState *bs, bool with_backing)
@@ -77,6 +78,7 @@ BlockDeviceInfo *bdrv_query_node_info(BlockDriverState *bs, bool flat)
     info->cache->writeback = true;
     info->cache->direct = bs->cache_direct;
     info->cache->no_flush = bs->cache_no_flush;
+    info->dirty_bitmaps = bdrv_query_dirty_bitmaps(bs);
     return info;
 }
 

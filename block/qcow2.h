@@ -1,0 +1,366 @@
+/*
+ * qcow2: what the driver's files share. Private to block/qcow2*.c.
+ *
+ * The design (layout, locking, write ordering, caches) is in
+ * docs/devel/qcow2.md. In one paragraph: one mutex (s->lock) guards every
+ * piece of metadata and is never held across guest data I/O; metadata is
+ * written through to the file as it changes, ordered so that a crash at
+ * any point leaves at worst leaked clusters; clusters are handed out from
+ * a pool reserved (and flushed) ahead, and freed only after the
+ * references to them were flushed away.
+ *
+ * All on-disk numbers are big-endian. They are converted when a structure
+ * is loaded (qcow2_header_load, L1/L2/refcount table loads) and when a
+ * field is stored; everything in memory is in host order, except the
+ * refcount blocks, which stay in their on-disk form and are read and
+ * written through rb_get()/rb_set() (their entries may be 1 to 64 bits).
+ */
+#ifndef BLOCK_QCOW2_H
+#define BLOCK_QCOW2_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include "block/block_int.h"
+
+/* ---- on-disk format ------------------------------------------------------ */
+
+#define QCOW2_MAGIC             0x514649fbu     /* "QFI\xfb" */
+#define QCOW2_MIN_CLUSTER_BITS  9
+#define QCOW2_MAX_CLUSTER_BITS  21
+#define QCOW2_V2_HEADER_LENGTH  72
+#define QCOW2_V3_HEADER_LENGTH  104
+#define QCOW2_MAX_BACKING_NAME  1023
+#define QCOW2_MAX_L1_BYTES      (32 * 1024 * 1024)     /* QEMU's limits */
+#define QCOW2_MAX_REFTABLE_BYTES (8 * 1024 * 1024)
+
+/*
+ * The header, at offset 0 of the file. With natural alignment the struct
+ * has exactly the on-disk offsets (checked in qcow2.c), so it is read with
+ * one memcpy and converted field by field in qcow2_header_load(); fields
+ * are stored one at a time (qcow2_header_store*), so that header
+ * extensions and fields blkd does not know stay as they are.
+ */
+typedef struct Qcow2Header {
+    uint32_t magic;                     /*   0 */
+    uint32_t version;                   /*   4: 2 or 3 */
+    uint64_t backing_file_offset;       /*   8: name, not NUL-terminated */
+    uint32_t backing_file_size;         /*  16 */
+    uint32_t cluster_bits;              /*  20 */
+    uint64_t size;                      /*  24: virtual size in bytes */
+    uint32_t crypt_method;              /*  32: 0 none, 1 AES, 2 LUKS */
+    uint32_t l1_size;                   /*  36: entries */
+    uint64_t l1_table_offset;           /*  40 */
+    uint64_t refcount_table_offset;     /*  48 */
+    uint32_t refcount_table_clusters;   /*  56 */
+    uint32_t nb_snapshots;              /*  60 */
+    uint64_t snapshots_offset;          /*  64 */
+    /* version 3 and later; version 2 ends here (72 bytes) */
+    uint64_t incompatible_features;     /*  72 */
+    uint64_t compatible_features;       /*  80 */
+    uint64_t autoclear_features;        /*  88 */
+    uint32_t refcount_order;            /*  96: refcount bits = 1 << order */
+    uint32_t header_length;             /* 100: >= 104, multiple of 8 */
+    uint8_t compression_type;           /* 104: if header_length > 104 */
+    uint8_t padding[7];                 /* 105 */
+} Qcow2Header;
+
+/* incompatible_features */
+#define QCOW2_INCOMPAT_DIRTY        (1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT      (1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE    (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION  (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2        (1ull << 4)
+/* compatible_features */
+#define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
+/*
+ * autoclear_features: the bits blkd keeps when it opens an image
+ * read-write. Bit 0 (bitmaps) joins when the bitmaps extension is
+ * maintained; until then writing clears it, which tells QEMU that the
+ * stored bitmaps are stale, as the specification asks.
+ */
+#define QCOW2_AUTOCLEAR_BITMAPS     (1ull << 0)
+#define QCOW2_AUTOCLEAR_KEEP        0ull
+
+/* Header extensions: u32 type, u32 length, data padded to 8 bytes. */
+#define QCOW2_EXT_END               0x00000000u
+#define QCOW2_EXT_BACKING_FORMAT    0xe2792acau
+#define QCOW2_EXT_FEATURE_TABLE     0x6803f857u
+#define QCOW2_EXT_BITMAPS           0x23852875u
+#define QCOW2_EXT_CRYPTO            0x0537be77u
+#define QCOW2_EXT_DATA_FILE         0x44415441u
+
+/* Feature name table entry: u8 type, u8 bit, char name[46]. */
+#define QCOW2_FEATURE_ENTRY_SIZE    48
+
+/*
+ * L1 entry:  bit 63 COPIED (L2 table has refcount 1), bits 9-55 L2 offset.
+ * L2 entry:  bit 63 COPIED (cluster has refcount 1), bit 62 COMPRESSED;
+ *   standard: bit 0 ZERO (v3: reads as zeroes), bits 9-55 host offset;
+ *   compressed (x = 62 - (cluster_bits - 8)): bits 0..x-1 byte offset of
+ *   the data, bits x..61 number of 512-byte sectors it takes beyond the
+ *   first. The data is a raw deflate stream (no zlib header).
+ * Refcount table entry: bits 9-63 offset of a refcount block (0: none).
+ */
+#define QCOW_OFLAG_COPIED           (1ull << 63)
+#define QCOW_OFLAG_COMPRESSED       (1ull << 62)
+#define QCOW_OFLAG_ZERO             (1ull << 0)
+#define L1E_OFFSET_MASK             0x00fffffffffffe00ull
+#define L2E_OFFSET_MASK             0x00fffffffffffe00ull
+#define REFT_OFFSET_MASK            0xfffffffffffffe00ull
+
+typedef enum Qcow2ClusterType {
+    QCOW2_CLUSTER_UNALLOCATED,  /* backing file, or zeroes */
+    QCOW2_CLUSTER_ZERO_PLAIN,   /* zeroes, no host cluster */
+    QCOW2_CLUSTER_ZERO_ALLOC,   /* zeroes, host cluster preallocated */
+    QCOW2_CLUSTER_NORMAL,
+    QCOW2_CLUSTER_COMPRESSED,
+} Qcow2ClusterType;
+
+/* Why clusters are freed: only guest requests pass discards to the file. */
+typedef enum Qcow2FreeKind {
+    QCOW2_FREE_OTHER,
+    QCOW2_FREE_REQUEST,
+} Qcow2FreeKind;
+
+/* ---- big-endian load and store --------------------------------------------- */
+
+static inline uint16_t qcow2_ld16(const void *p)
+{
+    uint16_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return GUINT16_FROM_BE(v);
+}
+
+static inline uint32_t qcow2_ld32(const void *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return GUINT32_FROM_BE(v);
+}
+
+static inline uint64_t qcow2_ld64(const void *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return GUINT64_FROM_BE(v);
+}
+
+static inline void qcow2_st16(void *p, uint16_t v)
+{
+    v = GUINT16_TO_BE(v);
+    memcpy(p, &v, sizeof(v));
+}
+
+static inline void qcow2_st32(void *p, uint32_t v)
+{
+    v = GUINT32_TO_BE(v);
+    memcpy(p, &v, sizeof(v));
+}
+
+static inline void qcow2_st64(void *p, uint64_t v)
+{
+    v = GUINT64_TO_BE(v);
+    memcpy(p, &v, sizeof(v));
+}
+
+/* ---- the metadata cache (qcow2-cache.c) ------------------------------------ */
+
+/*
+ * Clusters of metadata (L2 tables, refcount blocks) by file offset, least
+ * recently used evicted first. Entries are only touched under s->lock;
+ * qcow2_cache_get() pins an entry until qcow2_cache_put(), so that loading
+ * another one cannot evict it. Write-through: entries are never dirty.
+ */
+typedef struct Qcow2Cache Qcow2Cache;
+
+Qcow2Cache *qcow2_cache_new(size_t entry_size, unsigned max_entries);
+void qcow2_cache_free(Qcow2Cache *c);
+/* The pinned data of offset, or NULL if not cached. */
+void *qcow2_cache_get(Qcow2Cache *c, uint64_t offset);
+/* Pins a new entry for offset (not cached yet); the caller fills it. */
+void *qcow2_cache_add(Qcow2Cache *c, uint64_t offset);
+void qcow2_cache_put(Qcow2Cache *c, void *data);
+/* Forgets offset (a table that was freed or failed to load). */
+void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset);
+
+/* ---- driver state -------------------------------------------------------------- */
+
+/* A request's I/O on host bytes [start, end) while s->lock is not held. */
+typedef struct Qcow2HostIO {
+    uint64_t start, end;
+    GList link;
+} Qcow2HostIO;
+
+/* Guest clusters [first, first + nb) whose L2 entries a writer is changing. */
+typedef struct Qcow2InflightAlloc {
+    uint64_t first, nb;
+    GList link;
+} Qcow2InflightAlloc;
+
+/* Host clusters whose refcount drops once the file was flushed. */
+typedef struct Qcow2PendingFree {
+    uint64_t cluster, nb;
+    Qcow2FreeKind kind;
+} Qcow2PendingFree;
+
+typedef struct BDRVQcow2State {
+    /* Set at open, constant afterwards. */
+    int version;
+    int cluster_bits;
+    uint64_t cluster_size;
+    int l2_bits;                /* log2 of entries per L2 table */
+    uint64_t l2_size;           /* entries per L2 table */
+    int refcount_order;
+    uint64_t refcount_max;
+    int rb_bits;                /* log2 of entries per refcount block */
+    int csize_shift;            /* compressed descriptor fields */
+    uint64_t csize_mask;
+    uint64_t coffset_mask;
+    uint32_t header_length;
+    uint32_t nb_snapshots;
+    uint64_t compatible_features;
+    uint64_t autoclear_features;
+    bool pass_discard;          /* guest discards reach the file */
+
+    /*
+     * Everything below is guarded by lock. Metadata I/O happens with the
+     * lock held; guest data I/O never does.
+     */
+    GMutex lock;
+    GCond alloc_cond;           /* an in-flight allocation finished */
+    uint64_t size;              /* virtual size */
+    uint64_t incompatible_features;
+    bool broken;                /* corruption found: all I/O fails */
+
+    uint64_t *l1_table;         /* host order */
+    uint32_t l1_size;
+    uint64_t l1_table_offset;
+    uint64_t *refcount_table;   /* host order */
+    uint64_t refcount_table_size;       /* entries */
+    uint64_t refcount_table_offset;
+    Qcow2Cache *l2_cache;       /* L2 tables, host order */
+    Qcow2Cache *rb_cache;       /* refcount blocks, on-disk form */
+
+    uint64_t free_cluster_index;        /* no free cluster below this */
+    uint64_t pool_start, pool_end;      /* reserved clusters, refcount 1 */
+    uint64_t pool_grow;                 /* size of the next reservation */
+    GArray *pending_frees;              /* Qcow2PendingFree */
+    GQueue inflight_allocs;             /* Qcow2InflightAlloc */
+    GQueue host_io;                     /* Qcow2HostIO */
+} BDRVQcow2State;
+
+static inline uint64_t qcow2_offset_into_cluster(BDRVQcow2State *s,
+                                                 uint64_t offset)
+{
+    return offset & (s->cluster_size - 1);
+}
+
+static inline uint64_t qcow2_size_to_clusters(BDRVQcow2State *s, uint64_t size)
+{
+    return (size + s->cluster_size - 1) >> s->cluster_bits;
+}
+
+Qcow2ClusterType qcow2_cluster_type(BDRVQcow2State *s, uint64_t l2_entry);
+
+/* ---- qcow2.c ------------------------------------------------------------------- */
+
+/* Stores a big-endian field of len bytes at header offset off. */
+int qcow2_header_store(BlockDriverState *bs, size_t off, uint64_t value,
+                       size_t len);
+/*
+ * Reports corruption: prints it, sets the corrupt bit (read-write v3
+ * images) and makes every later request fail. Returns -EIO. Under lock.
+ */
+int qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
+    G_GNUC_PRINTF(2, 3);
+
+/* ---- qcow2-io.c: the request paths (any thread, lock not held) ----------- */
+
+int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                 void *buf, BdrvRequestFlags flags);
+int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                  const void *buf, BdrvRequestFlags flags);
+int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                        BdrvRequestFlags flags);
+int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes);
+int qcow2_block_status(BlockDriverState *bs, bool want_zero, int64_t offset,
+                       int64_t bytes, int64_t *pnum, int64_t *map,
+                       BlockDriverState **file);
+/* Waits (lock held) until no in-flight allocation overlaps the clusters. */
+void qcow2_wait_for_allocs(BDRVQcow2State *s, uint64_t first, uint64_t nb);
+bool qcow2_host_io_overlaps(BDRVQcow2State *s, uint64_t start, uint64_t end);
+
+/* ---- qcow2-cluster.c: L1/L2 tables (under lock) ------------------------------ */
+
+int qcow2_load_l1(BlockDriverState *bs, Error **errp);
+/*
+ * The L2 table for L1 index l1_index, pinned in the cache (put it back
+ * with qcow2_cache_put), or *l2 = NULL when the L1 entry is empty.
+ */
+int qcow2_get_l2(BlockDriverState *bs, uint64_t l1_index, uint64_t **l2);
+/* The same, made writable: allocated if missing, copied if shared. */
+int qcow2_get_l2_for_write(BlockDriverState *bs, uint64_t l1_index,
+                           uint64_t **l2);
+/* Writes l2[first .. first+nb) of the table at L1 index l1_index through. */
+int qcow2_write_l2_entries(BlockDriverState *bs, uint64_t l1_index,
+                           const uint64_t *l2, uint64_t first, uint64_t nb);
+int qcow2_grow_l1(BlockDriverState *bs, uint32_t new_size);
+/* Frees the L2 tables wholly past virtual size new_size (shrink). */
+int qcow2_shrink_l1(BlockDriverState *bs, uint64_t new_size);
+/*
+ * Changes the entries of guest clusters [first, first + nb) for
+ * write-zeroes (zero flag; unmap frees) or discard (zero flag on v3 with
+ * a backing file or an allocated cluster, else unallocated; full: always
+ * unallocated). The caller waited for in-flight allocations.
+ */
+int qcow2_zero_clusters(BlockDriverState *bs, uint64_t first, uint64_t nb,
+                        bool unmap);
+int qcow2_discard_clusters(BlockDriverState *bs, uint64_t first, uint64_t nb,
+                           bool full, Qcow2FreeKind kind);
+/* Frees what an old L2 entry referenced (deferred until a flush). */
+void qcow2_free_entry(BlockDriverState *bs, uint64_t l2_entry,
+                      Qcow2FreeKind kind);
+/* The host byte range of a compressed cluster. */
+void qcow2_compressed_range(BDRVQcow2State *s, uint64_t l2_entry,
+                            uint64_t *start, uint64_t *len);
+/* Reads and inflates a compressed cluster into buf (a cluster). No lock. */
+int qcow2_read_compressed(BlockDriverState *bs, uint64_t l2_entry, void *buf);
+
+/* ---- qcow2-refcount.c: host cluster allocation (under lock) ----------------- */
+
+int qcow2_load_refcount_table(BlockDriverState *bs, Error **errp);
+uint64_t qcow2_get_refcount(BlockDriverState *bs, uint64_t cluster, int *err);
+/*
+ * Allocates nb contiguous host clusters with refcount 1 and returns the
+ * offset of the first, or -errno. Their refcounts are on stable storage
+ * before this returns, so the caller may point metadata at them.
+ */
+int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t nb);
+/* Frees clusters that nothing references yet (a failed allocation). */
+int qcow2_free_unused_clusters(BlockDriverState *bs, uint64_t offset,
+                               uint64_t nb);
+/*
+ * Drops one reference to host clusters [offset, offset + nb clusters)
+ * once the file has been flushed: the metadata that referenced them is
+ * already written, but maybe not yet stable.
+ */
+void qcow2_free_clusters_later(BlockDriverState *bs, uint64_t offset,
+                               uint64_t nb, Qcow2FreeKind kind);
+/*
+ * Flushes the file, then applies the frees queued before (lock NOT held).
+ * Clusters that requests are still reading or writing wait for the next
+ * time.
+ */
+int qcow2_process_frees(BlockDriverState *bs);
+/* Gives back the reserved clusters nothing uses (close, shrink). */
+int qcow2_release_pool(BlockDriverState *bs);
+/* The end of the last cluster in use, for trimming the file. */
+int64_t qcow2_used_end(BlockDriverState *bs);
+/* Makes the file at least end bytes long. */
+int qcow2_ensure_file_length(BlockDriverState *bs, uint64_t end);
+
+#endif
