@@ -68,7 +68,9 @@ def encode_expr(typ, expr):
 
 def _decode_members(t):
     lines = [f"bool qapi_decode_members_{t.c}(QapiDecoder *d, {t.c} *obj, Error **errp)",
-             "{", "    json_t *v;", ""]
+             "{"]
+    if t.members:
+        lines += ["    json_t *v;", ""]
     for m in t.members:
         f = member_c(m.name)
         lines.append(f'    v = qapi_take_member(d, "{m.name}");')
