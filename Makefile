@@ -31,7 +31,7 @@ check-iotests: build/build.ninja
 	$(MESON_TEST) -C build --suite iotests
 
 demo: all
-	/usr/bin/python3 scripts/demo build/daemon/blkd
+	/usr/bin/python3 scripts/demo build/blkd
 
 bench: all
 	build/bench/hbitmap

@@ -1,0 +1,81 @@
+#!/usr/bin/python3
+"""Runs every QMP example of docs/interop/bitmaps.rst against blkd.
+
+The guide's examples are code blocks of '->' requests and '<-' replies; an
+'Options:' paragraph before them says how to start the daemon, and the
+blocks after it share that daemon. A reply matches when every member it
+shows is in the real reply with that value (lists: same length, element
+by element), so a guide can leave out members that do not matter.
+"""
+import json
+import os
+import re
+import unittest
+
+import iotests
+
+GUIDE = os.path.join(iotests.REPO_ROOT, 'docs', 'interop', 'bitmaps.rst')
+
+
+def parse_guide(path):
+    """[(options, [(request, expected_reply), ...]), ...] in guide order."""
+    with open(path, encoding='utf-8') as f:
+        lines = f.read().splitlines()
+    sections = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith('Options:'):
+            text = line
+            i += 1
+            while i < len(lines) and lines[i].strip():
+                text += ' ' + lines[i].strip()
+                i += 1
+            options = re.findall(r'``([^`]+)``', text)
+            sections.append(([a for o in options for a in o.split(' ', 1)], []))
+            continue
+        if line.strip().startswith('-> '):
+            request = json.loads(line.strip()[3:])
+            reply = lines[i + 1].strip()
+            assert reply.startswith('<- '), 'request without reply: %s' % line
+            sections[-1][1].append((request, json.loads(reply[3:])))
+            i += 2
+            continue
+        i += 1
+    return sections
+
+
+def matches(expected, actual):
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and matches(v, actual[k]) for k, v in expected.items())
+    if isinstance(expected, list):
+        return (isinstance(actual, list) and len(expected) == len(actual) and
+                all(matches(e, a) for e, a in zip(expected, actual)))
+    return expected == actual
+
+
+class TestBitmapsGuide(unittest.TestCase):
+    def test_guide_has_examples(self):
+        sections = parse_guide(GUIDE)
+        self.assertGreaterEqual(len(sections), 7)
+        self.assertGreaterEqual(sum(len(s[1]) for s in sections), 28)
+
+    def test_every_example_replies_as_documented(self):
+        iotests.require_binary(iotests.BLKD)
+        for n, (options, steps) in enumerate(parse_guide(GUIDE)):
+            with self.subTest(section=n, options=options):
+                daemon = iotests.Daemon(self, name='guide%d' % n)
+                daemon.start(iotests.BLKD, *options)
+                qmp = daemon.qmp(negotiate=True)
+                for request, expected in steps:
+                    reply = qmp.cmd_raw(request)
+                    self.assertTrue(matches(expected, reply),
+                                    'request %s\nexpected %s\ngot      %s'
+                                    % (json.dumps(request), json.dumps(expected),
+                                       json.dumps(reply)))
+                daemon.stop()
+
+
+if __name__ == '__main__':
+    unittest.main()
