@@ -85,19 +85,21 @@ static gboolean on_signal(gpointer data)
 static int write_pidfile(const char *path, Error **errp)
 {
     g_autofree char *pid = g_strdup_printf("%d\n", (int)getpid());
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 
     if (fd < 0) {
-        error_setg_errno(errp, errno, "Cannot open pid file");
+        error_setg_errno(errp, errno, "cannot create PID file: Could not create '%s'",
+                         path);
         return -1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        error_setg(errp, "Cannot lock pid file: %s", g_strerror(errno));
+        error_setg(errp, "cannot create PID file: Cannot lock pid file '%s': %s",
+                   path, g_strerror(errno));
         close(fd);
         return -1;
     }
     if (ftruncate(fd, 0) < 0 || write(fd, pid, strlen(pid)) != (ssize_t)strlen(pid)) {
-        error_setg_errno(errp, errno, "Failed to write pid file");
+        error_setg_errno(errp, errno, "cannot create PID file: Failed to write pid file");
         close(fd);
         return -1;
     }
@@ -205,7 +207,7 @@ int main(int argc, char **argv)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "blkd: Unexpected argument: %s\n", argv[optind]);
+        fprintf(stderr, "blkd: %s: Unexpected argument\n", argv[optind]);
         return 1;
     }
     if (daemonize && daemonize_start(&ready_fd) < 0) {

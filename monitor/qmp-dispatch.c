@@ -8,6 +8,7 @@
 #include "monitor/monitor.h"
 #include "qapi-commands.h"
 #include "qapi/decode.h"
+#include "util/json-stream.h"
 
 static const QmpCommand *find_command(const char *name)
 {
@@ -32,12 +33,12 @@ static const char *check_request(json_t *req, bool oob, bool *is_oob, Error **er
 
     json_object_foreach(req, key, v) {
         if (!strcmp(key, "execute") || (oob && !strcmp(key, "exec-oob"))) {
-            if (!json_is_string(v)) {
+            if (!json_is_text(v)) {
                 error_setg(errp, "QMP input member '%s' must be a string", key);
                 return NULL;
             }
             if (exec) {
-                error_setg(errp, "QMP input must not have both 'execute' and 'exec-oob'");
+                error_setg(errp, "QMP input member 'execute' clashes with 'exec-oob'");
                 return NULL;
             }
             exec = json_string_value(v);

@@ -5,11 +5,13 @@
  */
 #include <string.h>
 
-#include "config-host.h"
 #include "monitor/monitor.h"
+#include "qapi-commands.h"
+#include "qapi-visit.h"
 #include "qapi/decode.h"
 #include "qapi/event.h"
 #include "util/json-stream.h"
+#include "util/json-writer.h"
 #include "util/keyval.h"
 #include "util/main-loop.h"
 
@@ -42,12 +44,11 @@ void monitor_enable_commands(MonitorQMP *mon, bool oob)
 
 static void monitor_send(MonitorQMP *mon, json_t *msg)
 {
-    size_t flags = JSON_ENSURE_ASCII | (mon->pretty ? JSON_INDENT(4) : 0);
-    char *text = json_dumps(msg, flags);
+    g_autoptr(GString) text = g_string_new(NULL);
 
-    chardev_write(mon->chr, text, strlen(text));
-    chardev_write(mon->chr, "\r\n", 2);
-    free(text);
+    json_writer_append(text, msg, mon->pretty);
+    g_string_append(text, "\r\n");
+    chardev_write(mon->chr, text->str, text->len);
 }
 
 static void monitor_handle_message(void *opaque, json_t *req, Error *err)
@@ -73,15 +74,18 @@ static void monitor_handle_message(void *opaque, json_t *req, Error *err)
 static void monitor_connected(void *opaque)
 {
     MonitorQMP *mon = opaque;
+    VersionInfo *version;
     json_t *greeting;
 
     mon->commands_enabled = false;
     mon->oob = false;
     mon->stream = json_stream_new(monitor_handle_message, mon);
-    greeting = json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[s]}}", "QMP",
-                         "version", "qemu", "micro", 0, "minor", 2, "major", 7,
-                         "package", "blkd " BLKD_VERSION,
+    /* The version as query-version reports it, so the two agree. */
+    version = qmp_query_version(&error_abort);
+    greeting = json_pack("{s:{s:o,s:[s]}}", "QMP",
+                         "version", qapi_encode_VersionInfo(version),
                          "capabilities", "oob");
+    qapi_free_VersionInfo(version);
     monitor_send(mon, greeting);
     json_decref(greeting);
 }

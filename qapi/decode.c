@@ -2,7 +2,9 @@
 #include <string.h>
 
 #include "qapi/decode.h"
+#include "util/json-stream.h"
 #include "util/keyval.h"
+#include "util/qdict-order.h"
 
 /* One level of the value being decoded. */
 typedef struct QapiFrame {
@@ -155,7 +157,7 @@ bool qapi_decode_end_object(QapiDecoder *d, bool ok, Error **errp)
 
         /* With several left over, QEMU names the one its hash table yields first. */
         g_ptr_array_add(f->visited, NULL);
-        key = keyval_first_unexpected(f->obj, (const char *const *)f->visited->pdata);
+        key = qdict_first_unvisited(f->obj, (const char *const *)f->visited->pdata);
         full = full_name(d, key);
         if (d->keyval && (json_is_object(json_object_get(f->obj, key)) ||
                           json_is_array(json_object_get(f->obj, key)))) {
@@ -193,7 +195,7 @@ QType qapi_decode_alternate_qtype(QapiDecoder *d, json_t *val)
     case JSON_ARRAY:
         return QTYPE_QLIST;
     case JSON_STRING:
-        return QTYPE_QSTRING;
+        return json_is_text(val) ? QTYPE_QSTRING : QTYPE_QNUM;
     case JSON_INTEGER:
     case JSON_REAL:
         return QTYPE_QNUM;
@@ -209,7 +211,7 @@ QType qapi_decode_alternate_qtype(QapiDecoder *d, json_t *val)
 bool qapi_decode_str(QapiDecoder *d, const char *name, json_t *val, char **out,
                      Error **errp)
 {
-    if (!json_is_string(val)) {
+    if (!json_is_text(val)) {
         error_type(d, name, "string", errp);
         return false;
     }
@@ -294,6 +296,8 @@ bool qapi_decode_uint(QapiDecoder *d, const char *name, json_t *val,
     } else if (json_is_integer(val)) {
         /* QEMU takes a negative number as its two's complement here. */
         v = (uint64_t)json_integer_value(val);
+    } else if (json_uint64_get(val, &v)) {
+        /* above INT64_MAX */
     } else {
         /* QEMU decodes every unsigned type as uint64 first. */
         error_value(d, name, "uint64", errp);
@@ -351,6 +355,12 @@ bool qapi_decode_number(QapiDecoder *d, const char *name, json_t *val,
 
         return s && keyval_parse_number(full, s, out, errp);
     }
+    uint64_t big;
+
+    if (json_uint64_get(val, &big)) {
+        *out = big;
+        return true;
+    }
     if (!json_is_number(val)) {
         error_type(d, name, "number", errp);
         return false;
@@ -383,16 +393,15 @@ bool qapi_decode_enum(QapiDecoder *d, const char *name, json_t *val,
 {
     int v;
 
-    if (!json_is_string(val)) {
+    if (!json_is_text(val)) {
         error_type(d, name, "string", errp);
         return false;
     }
     v = qapi_enum_find(lookup, json_string_value(val));
     if (v < 0) {
-        g_autofree char *full = full_name(d, name);
-
-        error_setg(errp, "Parameter '%s' does not accept value '%s'", full,
-                   json_string_value(val));
+        /* QEMU names the bare member here ('null' for a list element). */
+        error_setg(errp, "Parameter '%s' does not accept value '%s'",
+                   bare_name(name), json_string_value(val));
         return false;
     }
     *out = v;
@@ -401,15 +410,11 @@ bool qapi_decode_enum(QapiDecoder *d, const char *name, json_t *val,
 
 json_t *qapi_encode_str(const char *str)
 {
-    json_t *s = json_string(str);
-
-    if (!s) {
-        /* Not UTF-8 (a file name, say): keep what can be kept. */
-        g_autofree char *valid = g_utf8_make_valid(str, -1);
-
-        s = json_string(valid);
-    }
-    return s;
+    /*
+     * Kept as they are: the QMP writer escapes what is not UTF-8 (a file
+     * name, say) and writes U+0000 for the "\xC0\x80" QEMU keeps NUL as.
+     */
+    return json_stringn_nocheck(str, strlen(str));
 }
 
 json_t *qapi_encode_uint(uint64_t val)

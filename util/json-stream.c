@@ -14,6 +14,7 @@
  *   texts ("JSON parse error, expecting value", ...).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,6 +112,19 @@ static int hex4(const char *s)
     return v;
 }
 
+/* Valid UTF-8 but for "\xC0\x80", the NUL of modified UTF-8. */
+static bool mod_utf8_valid(const char *str, size_t len)
+{
+    g_autofree char *plain = g_strndup(str, len);
+    char *p;
+
+    while ((p = strstr(plain, "\xC0\x80"))) {
+        p[0] = 'x';
+        p[1] = 'x';
+    }
+    return g_utf8_validate(plain, len, NULL);
+}
+
 /* Decodes a string token's escapes; NULL (with p->err) if one is invalid. */
 static json_t *parse_string(Parser *p, Token *t)
 {
@@ -152,11 +166,13 @@ static json_t *parse_string(Parser *p, Token *t)
             } else if (u >= 0xdc00 && u < 0xe000) {
                 parse_error(p, "stray second half of surrogate pair");
                 return NULL;
-            } else if (u == 0) {
-                parse_error(p, "\\u0000 is not supported");
-                return NULL;
             }
-            append_utf8(s, u);
+            if (u == 0) {
+                /* Modified UTF-8, as QEMU keeps NUL inside C strings. */
+                g_string_append(s, "\xC0\x80");
+            } else {
+                append_utf8(s, u);
+            }
             break;
         }
         default:
@@ -165,11 +181,11 @@ static json_t *parse_string(Parser *p, Token *t)
         }
         c++;
     }
-    if (!g_utf8_validate(s->str, s->len, NULL)) {
+    if (!g_utf8_validate(s->str, s->len, NULL) && !mod_utf8_valid(s->str, s->len)) {
         parse_error(p, "invalid UTF-8 sequence in string");
         return NULL;
     }
-    return json_stringn(s->str, s->len);
+    return json_stringn_nocheck(s->str, s->len);   /* validated above */
 }
 
 static json_t *parse_number(Parser *p, Token *t)
@@ -178,13 +194,19 @@ static json_t *parse_number(Parser *p, Token *t)
 
     if (t->type == TOK_INTEGER) {
         long long v;
+        unsigned long long u;
 
         errno = 0;
         v = strtoll(t->text, &end, 10);
         if (!errno && !*end) {
             return json_integer(v);
         }
-        /* Too large for int64: QEMU falls back to a double as well. */
+        errno = 0;
+        u = strtoull(t->text, &end, 10);
+        if (!errno && !*end && t->text[0] != '-') {
+            return json_uint64_new(u);
+        }
+        /* Beyond uint64: QEMU falls back to a double as well. */
     }
     return json_real(g_ascii_strtod(t->text, &end));
 }
@@ -610,4 +632,33 @@ json_t *json_parse_text(const char *text, Error **errp)
     }
     error_propagate(errp, po.err);
     return po.err ? NULL : po.value;
+}
+
+/* The marker byte: 0xFF never occurs in UTF-8, nor in modified UTF-8. */
+#define UINT64_MARK '\xFF'
+
+json_t *json_uint64_new(uint64_t value)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%c%" G_GUINT64_FORMAT, UINT64_MARK, value);
+
+    return json_stringn_nocheck(buf, n);
+}
+
+bool json_uint64_get(const json_t *v, uint64_t *value)
+{
+    const char *s = json_string_value(v);
+
+    if (!s || s[0] != UINT64_MARK) {
+        return false;
+    }
+    *value = g_ascii_strtoull(s + 1, NULL, 10);
+    return true;
+}
+
+bool json_is_text(const json_t *v)
+{
+    uint64_t dummy;
+
+    return json_is_string(v) && !json_uint64_get(v, &dummy);
 }

@@ -79,7 +79,7 @@ bool qapi_decode_null(QapiDecoder *d, const char *name, json_t *val, bool *out,
 bool qapi_decode_enum(QapiDecoder *d, const char *name, json_t *val,
                       const QEnumLookup *lookup, int *out, Error **errp);
 
-/* Encoding helpers for values jansson cannot take as they are. */
+/* Encoding helpers: strings as they are (see util/json-writer.h), uint64. */
 json_t *qapi_encode_str(const char *str);
 json_t *qapi_encode_uint(uint64_t val);
 

@@ -13,6 +13,7 @@
 #define UTIL_JSON_STREAM_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 
 #include "qapi/error.h"
@@ -30,5 +31,21 @@ void json_stream_free(JsonStream *js);
 
 /* Parses one complete JSON text with the same rules, for tests and callers. */
 json_t *json_parse_text(const char *text, Error **errp);
+
+/*
+ * Integers above INT64_MAX: jansson integers are signed, so the reader
+ * keeps such a number (up to UINT64_MAX, which QEMU accepts) as a string
+ * marked with a byte no parsed string can hold; the QAPI decoders and the
+ * writer (json-writer.h) know it as a number.
+ */
+json_t *json_uint64_new(uint64_t value);
+bool json_uint64_get(const json_t *v, uint64_t *value);
+
+/*
+ * A string member that QEMU's reader would take as a string: a JSON string
+ * and not a marked number. Strings keep U+0000 as "\xC0\x80", as QEMU
+ * does, so that C strings can hold it; the writer turns it back.
+ */
+bool json_is_text(const json_t *v);
 
 #endif

