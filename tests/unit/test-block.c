@@ -10,58 +10,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "block/block-backend.h"
-#include "qapi-visit.h"
-#include "util/json-stream.h"
-#include "util/main-loop.h"
+#include "block-test-helpers.h"
 
-static char *tmpdir;
-
-static char *tmpfile_of_size(const char *name, int64_t size)
-{
-    char *path = g_build_filename(tmpdir, name, NULL);
-    int fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0644);
-
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, size), ==, 0);
-    close(fd);
-    return path;
-}
-
-/* Opens a node from JSON options text, as blockdev-add would. */
-static BlockDriverState *open_node(const char *json, Error **errp)
-{
-    json_t *tree = json_parse_text(json, &error_abort);
-    g_autoptr(BlockdevOptions) opts = NULL;
-    BlockDriverState *bs = NULL;
-    QapiDecoder d;
-
-    qapi_decoder_init(&d, false);
-    if (qapi_decode_BlockdevOptions(&d, NULL, tree, &opts, errp)) {
-        bs = bdrv_open_options(opts, errp);
-    }
-    qapi_decoder_cleanup(&d);
-    json_decref(tree);
-    return bs;
-}
-
-static BlockBackend *backend(BlockDriverState *bs, const char *owner,
-                             uint64_t perm, uint64_t shared)
-{
-    BlockBackend *blk = blk_new(owner, perm, shared);
-
-    g_assert_true(blk_insert_bs(blk, bs, &error_abort));
-    return blk;
-}
-
-#define RW (BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE)
+#define RW BLOCK_TEST_RW
 
 static void test_null_reads_zeroes(void)
 {
-    BlockDriverState *bs = open_node("{\"driver\": \"null-co\", \"node-name\": \"n\","
+    BlockDriverState *bs = block_test_open("{\"driver\": \"null-co\", \"node-name\": \"n\","
                                      " \"size\": 65536, \"read-zeroes\": true}",
                                      &error_abort);
-    BlockBackend *blk = backend(bs, "test", RW, BLK_PERM_ALL);
+    BlockBackend *blk = block_test_backend(bs, "test", RW, BLK_PERM_ALL);
     char buf[4096];
 
     memset(buf, 0xaa, sizeof(buf));
@@ -74,9 +32,9 @@ static void test_null_reads_zeroes(void)
 
 static void test_out_of_bounds_is_eio(void)
 {
-    BlockDriverState *bs = open_node("{\"driver\": \"null-co\", \"node-name\": \"n\","
+    BlockDriverState *bs = block_test_open("{\"driver\": \"null-co\", \"node-name\": \"n\","
                                      " \"size\": 4096}", &error_abort);
-    BlockBackend *blk = backend(bs, "test", RW, BLK_PERM_ALL);
+    BlockBackend *blk = block_test_backend(bs, "test", RW, BLK_PERM_ALL);
     char buf[512];
 
     g_assert_cmpint(blk_pread(blk, 4000, 512, buf, 0), ==, -EIO);
@@ -89,11 +47,11 @@ static void test_out_of_bounds_is_eio(void)
 
 static void test_file_write_read_back(void)
 {
-    g_autofree char *path = tmpfile_of_size("rw.img", 1 << 20);
+    g_autofree char *path = block_test_file("rw.img", 1 << 20);
     g_autofree char *json = g_strdup_printf(
         "{\"driver\": \"file\", \"node-name\": \"f\", \"filename\": \"%s\"}", path);
-    BlockDriverState *bs = open_node(json, &error_abort);
-    BlockBackend *blk = backend(bs, "test", RW, 0);
+    BlockDriverState *bs = block_test_open(json, &error_abort);
+    BlockBackend *blk = block_test_backend(bs, "test", RW, 0);
     char out[10000], in[10000];
     size_t i;
 
@@ -132,12 +90,12 @@ static gpointer rmw_worker(gpointer opaque)
 
 static void test_unaligned_writes_serialise(void)
 {
-    g_autofree char *path = tmpfile_of_size("align.img", 1 << 20);
+    g_autofree char *path = block_test_file("align.img", 1 << 20);
     g_autofree char *json = g_strdup_printf(
         "{\"driver\": \"blkdebug\", \"node-name\": \"d\", \"align\": 4096,"
         " \"image\": {\"driver\": \"file\", \"filename\": \"%s\"}}", path);
-    BlockDriverState *bs = open_node(json, &error_abort);
-    BlockBackend *blk = backend(bs, "test", RW, 0);
+    BlockDriverState *bs = block_test_open(json, &error_abort);
+    BlockBackend *blk = block_test_backend(bs, "test", RW, 0);
     RmwWorker w[8];
     GThread *t[8];
     char buf[4 * 4096];
@@ -168,12 +126,12 @@ static void test_unaligned_writes_serialise(void)
 
 static void test_max_transfer_splits(void)
 {
-    g_autofree char *path = tmpfile_of_size("split.img", 1 << 20);
+    g_autofree char *path = block_test_file("split.img", 1 << 20);
     g_autofree char *json = g_strdup_printf(
         "{\"driver\": \"blkdebug\", \"node-name\": \"d\", \"max-transfer\": 4096,"
         " \"image\": {\"driver\": \"file\", \"filename\": \"%s\"}}", path);
-    BlockDriverState *bs = open_node(json, &error_abort);
-    BlockBackend *blk = backend(bs, "test", RW, 0);
+    BlockDriverState *bs = block_test_open(json, &error_abort);
+    BlockBackend *blk = block_test_backend(bs, "test", RW, 0);
     g_autofree char *out = g_malloc(100000), *in = g_malloc(100000);
     int i;
 
@@ -189,12 +147,12 @@ static void test_max_transfer_splits(void)
 
 static void test_odirect_bounces_misaligned_buffers(void)
 {
-    g_autofree char *path = tmpfile_of_size("direct.img", 1 << 20);
+    g_autofree char *path = block_test_file("direct.img", 1 << 20);
     g_autofree char *json = g_strdup_printf(
         "{\"driver\": \"file\", \"node-name\": \"f\", \"filename\": \"%s\","
         " \"cache\": {\"direct\": true}, \"aio\": \"native\"}", path);
     g_autoptr(Error) err = NULL;
-    BlockDriverState *bs = open_node(json, &err);
+    BlockDriverState *bs = block_test_open(json, &err);
     BlockBackend *blk;
     char *out = g_malloc(9000), *in = g_malloc(9000);
     int i;
@@ -205,7 +163,7 @@ static void test_odirect_bounces_misaligned_buffers(void)
         g_free(in);
         return;
     }
-    blk = backend(bs, "test", RW, 0);
+    blk = block_test_backend(bs, "test", RW, 0);
     for (i = 0; i < 9000; i++) {
         out[i] = i % 13;
     }
@@ -221,26 +179,26 @@ static void test_odirect_bounces_misaligned_buffers(void)
 
 static void test_aio_native_needs_direct(void)
 {
-    g_autofree char *path = tmpfile_of_size("native.img", 4096);
+    g_autofree char *path = block_test_file("native.img", 4096);
     g_autofree char *json = g_strdup_printf(
         "{\"driver\": \"file\", \"filename\": \"%s\", \"aio\": \"native\"}", path);
     g_autoptr(Error) err = NULL;
 
-    g_assert_null(open_node(json, &err));
+    g_assert_null(block_test_open(json, &err));
     g_assert_cmpstr(error_get_pretty(err), ==, "aio=native was specified, but it "
                     "requires cache.direct=on, which was not specified.");
 }
 
 static void test_discard_policy(void)
 {
-    g_autofree char *path = tmpfile_of_size("discard.img", 1 << 20);
+    g_autofree char *path = block_test_file("discard.img", 1 << 20);
     g_autofree char *ignore = g_strdup_printf(
         "{\"driver\": \"file\", \"node-name\": \"f\", \"filename\": \"%s\"}", path);
     g_autofree char *unmap = g_strdup_printf(
         "{\"driver\": \"file\", \"node-name\": \"f\", \"filename\": \"%s\","
         " \"discard\": \"unmap\"}", path);
-    BlockDriverState *bs = open_node(ignore, &error_abort);
-    BlockBackend *blk = backend(bs, "test", RW, 0);
+    BlockDriverState *bs = block_test_open(ignore, &error_abort);
+    BlockBackend *blk = block_test_backend(bs, "test", RW, 0);
     char buf[65536];
     int64_t pnum;
     int ret;
@@ -253,8 +211,8 @@ static void test_discard_policy(void)
     blk_unref(blk);
     bdrv_del_node("f", &error_abort);
 
-    bs = open_node(unmap, &error_abort);
-    blk = backend(bs, "test", RW, 0);
+    bs = block_test_open(unmap, &error_abort);
+    blk = block_test_backend(bs, "test", RW, 0);
     g_assert_cmpint(blk_pdiscard(blk, 0, sizeof(buf)), ==, 0);
     g_assert_cmpint(blk_pread(blk, 0, sizeof(buf), buf, 0), ==, 0);
     g_assert_cmpint(buf[100], ==, 0);
@@ -267,12 +225,12 @@ static void test_discard_policy(void)
 
 static void test_write_zeroes_unaligned_and_no_fallback(void)
 {
-    g_autofree char *path = tmpfile_of_size("zero.img", 1 << 20);
+    g_autofree char *path = block_test_file("zero.img", 1 << 20);
     g_autofree char *json = g_strdup_printf(
         "{\"driver\": \"blkdebug\", \"node-name\": \"d\", \"align\": 4096,"
         " \"image\": {\"driver\": \"file\", \"filename\": \"%s\"}}", path);
-    BlockDriverState *bs = open_node(json, &error_abort);
-    BlockBackend *blk = backend(bs, "test", RW, 0);
+    BlockDriverState *bs = block_test_open(json, &error_abort);
+    BlockBackend *blk = block_test_backend(bs, "test", RW, 0);
     char buf[3 * 4096];
     int i;
 
@@ -292,13 +250,13 @@ static void test_write_zeroes_unaligned_and_no_fallback(void)
 
 static void test_blkdebug_injects_once(void)
 {
-    g_autofree char *path = tmpfile_of_size("inject.img", 1 << 20);
+    g_autofree char *path = block_test_file("inject.img", 1 << 20);
     g_autofree char *json = g_strdup_printf(
         "{\"driver\": \"blkdebug\", \"node-name\": \"d\", \"inject-error\":"
         " [{\"event\": \"read_aio\", \"errno\": 28, \"sector\": 7, \"once\": true}],"
         " \"image\": {\"driver\": \"file\", \"filename\": \"%s\"}}", path);
-    BlockDriverState *bs = open_node(json, &error_abort);
-    BlockBackend *blk = backend(bs, "test", RW, 0);
+    BlockDriverState *bs = block_test_open(json, &error_abort);
+    BlockBackend *blk = block_test_backend(bs, "test", RW, 0);
     char buf[4096];
 
     g_assert_cmpint(blk_pread(blk, 0, 512, buf, 0), ==, 0);         /* sector 0 */
@@ -310,9 +268,9 @@ static void test_blkdebug_injects_once(void)
 
 static void test_permission_conflict_names_user(void)
 {
-    BlockDriverState *bs = open_node("{\"driver\": \"null-co\", \"node-name\": \"n\"}",
+    BlockDriverState *bs = block_test_open("{\"driver\": \"null-co\", \"node-name\": \"n\"}",
                                      &error_abort);
-    BlockBackend *a = backend(bs, "block export 'e0'", RW, BLK_PERM_CONSISTENT_READ);
+    BlockBackend *a = block_test_backend(bs, "block export 'e0'", RW, BLK_PERM_CONSISTENT_READ);
     BlockBackend *b = blk_new("job 'j0'", RW, BLK_PERM_ALL);
     g_autoptr(Error) err = NULL;
 
@@ -334,7 +292,7 @@ static void test_permission_conflict_names_user(void)
 
 static void test_read_only_node_refuses_writers(void)
 {
-    BlockDriverState *bs = open_node("{\"driver\": \"null-co\", \"node-name\": \"n\","
+    BlockDriverState *bs = block_test_open("{\"driver\": \"null-co\", \"node-name\": \"n\","
                                      " \"read-only\": true}", &error_abort);
     BlockBackend *blk = blk_new("block export 'e0'", RW, BLK_PERM_ALL);
     g_autoptr(Error) err = NULL;
@@ -347,15 +305,15 @@ static void test_read_only_node_refuses_writers(void)
 
 static void test_file_locks_like_qemu(void)
 {
-    g_autofree char *path = tmpfile_of_size("locked.img", 65536);
+    g_autofree char *path = block_test_file("locked.img", 65536);
     g_autofree char *json1 = g_strdup_printf(
         "{\"driver\": \"file\", \"node-name\": \"a\", \"filename\": \"%s\"}", path);
     g_autofree char *json2 = g_strdup_printf(
         "{\"driver\": \"file\", \"node-name\": \"b\", \"filename\": \"%s\"}", path);
     g_autofree char *cmd_rw = g_strdup_printf("qemu-io -f raw -c 'write 0 512' %s", path);
-    BlockDriverState *a = open_node(json1, &error_abort);
-    BlockDriverState *b = open_node(json2, &error_abort);
-    BlockBackend *wa = backend(a, "block export 'e0'", RW, BLK_PERM_CONSISTENT_READ);
+    BlockDriverState *a = block_test_open(json1, &error_abort);
+    BlockDriverState *b = block_test_open(json2, &error_abort);
+    BlockBackend *wa = block_test_backend(a, "block export 'e0'", RW, BLK_PERM_CONSISTENT_READ);
     BlockBackend *wb = blk_new("block export 'e1'", RW, BLK_PERM_CONSISTENT_READ);
     g_autoptr(Error) err = NULL;
     g_autofree char *out = NULL, *errout = NULL, *qemu_io = NULL;
@@ -397,9 +355,9 @@ static gpointer drain_worker(gpointer opaque)
 
 static void test_drain_holds_new_requests(void)
 {
-    BlockDriverState *bs = open_node("{\"driver\": \"null-co\", \"node-name\": \"n\","
+    BlockDriverState *bs = block_test_open("{\"driver\": \"null-co\", \"node-name\": \"n\","
                                      " \"latency-ns\": 100000}", &error_abort);
-    DrainWorker w = { backend(bs, "test", RW, BLK_PERM_ALL), 0, 0 };
+    DrainWorker w = { block_test_backend(bs, "test", RW, BLK_PERM_ALL), 0, 0 };
     GThread *threads[4];
     int i, before;
 
@@ -433,12 +391,12 @@ static void test_drain_holds_new_requests(void)
 
 static void test_block_status_of_sparse_raw(void)
 {
-    g_autofree char *path = tmpfile_of_size("sparse.img", 1 << 20);
+    g_autofree char *path = block_test_file("sparse.img", 1 << 20);
     g_autofree char *json = g_strdup_printf(
         "{\"driver\": \"raw\", \"node-name\": \"r\", \"offset\": 65536,"
         " \"file\": {\"driver\": \"file\", \"filename\": \"%s\"}}", path);
-    BlockDriverState *bs = open_node(json, &error_abort);
-    BlockBackend *blk = backend(bs, "test", RW, 0);
+    BlockDriverState *bs = block_test_open(json, &error_abort);
+    BlockBackend *blk = block_test_backend(bs, "test", RW, 0);
     char buf[65536];
     int64_t pnum;
     int ret;
@@ -458,12 +416,12 @@ static void test_block_status_of_sparse_raw(void)
 
 static void test_inline_child_inherits_read_only(void)
 {
-    g_autofree char *path = tmpfile_of_size("ro.img", 65536);
+    g_autofree char *path = block_test_file("ro.img", 65536);
     g_autofree char *json = g_strdup_printf(
         "{\"driver\": \"raw\", \"node-name\": \"r\", \"read-only\": true,"
         " \"file\": {\"driver\": \"file\", \"node-name\": \"f\", \"filename\": \"%s\"}}",
         path);
-    BlockDriverState *bs = open_node(json, &error_abort);
+    BlockDriverState *bs = block_test_open(json, &error_abort);
 
     g_assert_true(bdrv_is_read_only(bdrv_file_bs(bs)));
     /* An implicitly created node is not the monitor's to delete. */
@@ -479,11 +437,7 @@ static void test_inline_child_inherits_read_only(void)
 
 int main(int argc, char **argv)
 {
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    main_loop_init();
-    tmpdir = g_dir_make_tmp("blkd-test-block-XXXXXX", NULL);
+    block_test_init(&argc, &argv);
     g_test_add_func("/block/null/reads-zeroes", test_null_reads_zeroes);
     g_test_add_func("/block/io/out-of-bounds-is-eio", test_out_of_bounds_is_eio);
     g_test_add_func("/block/io/file-write-read-back", test_file_write_read_back);
@@ -504,12 +458,5 @@ int main(int argc, char **argv)
     g_test_add_func("/block/status/sparse-raw", test_block_status_of_sparse_raw);
     g_test_add_func("/block/graph/inline-child-inherits-read-only",
                     test_inline_child_inherits_read_only);
-    ret = g_test_run();
-    {
-        g_autofree char *cmd = g_strdup_printf("rm -rf %s", tmpdir);
-
-        g_assert_true(g_spawn_command_line_sync(cmd, NULL, NULL, NULL, NULL));
-    }
-    g_free(tmpdir);
-    return ret;
+    return block_test_run();
 }

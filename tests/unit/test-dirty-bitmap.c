@@ -5,52 +5,28 @@
  * model of the written extents.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <unistd.h>
 
-#include "block/block-backend.h"
+#include "block-test-helpers.h"
 #include "block/dirty-bitmap.h"
-#include "qapi-visit.h"
-#include "util/json-stream.h"
-#include "util/main-loop.h"
 
-#define RW (BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE)
-
-static char *tmpdir;
-
-static BlockDriverState *open_node(const char *json)
-{
-    json_t *tree = json_parse_text(json, &error_abort);
-    g_autoptr(BlockdevOptions) opts = NULL;
-    BlockDriverState *bs;
-    QapiDecoder d;
-
-    qapi_decoder_init(&d, false);
-    g_assert_true(qapi_decode_BlockdevOptions(&d, NULL, tree, &opts, &error_abort));
-    qapi_decoder_cleanup(&d);
-    json_decref(tree);
-    bs = bdrv_open_options(opts, &error_abort);
-    return bs;
-}
 
 static char *file_json(const char *node, int64_t size, const char *extra)
 {
-    g_autofree char *path = g_strdup_printf("%s/%s.img", tmpdir, node);
-    int fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0644);
+    g_autofree char *name = g_strdup_printf("%s.img", node);
+    g_autofree char *path = block_test_file(name, size);
 
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, size), ==, 0);
-    close(fd);
     return g_strdup_printf("{\"driver\": \"file\", \"node-name\": \"%s\","
                            " \"filename\": \"%s\"%s}", node, path, extra);
 }
 
+static BlockDriverState *open_node(const char *json)
+{
+    return block_test_open(json, &error_abort);
+}
+
 static BlockBackend *attach(BlockDriverState *bs)
 {
-    BlockBackend *blk = blk_new("test", RW, BLK_PERM_ALL);
-
-    g_assert_true(blk_insert_bs(blk, bs, &error_abort));
-    return blk;
+    return block_test_backend(bs, "test", BLOCK_TEST_RW, BLK_PERM_ALL);
 }
 
 static void test_marks_whole_granules(void)
@@ -302,12 +278,7 @@ static void test_random_extents_match_model(void)
 
 int main(int argc, char **argv)
 {
-    int ret;
-    g_autofree char *rm = NULL;
-
-    g_test_init(&argc, &argv, NULL);
-    main_loop_init();
-    tmpdir = g_dir_make_tmp("blkd-test-bitmap-XXXXXX", NULL);
+    block_test_init(&argc, &argv);
     g_test_add_func("/dirty-bitmap/marks-whole-granules", test_marks_whole_granules);
     g_test_add_func("/dirty-bitmap/disabled-not-marked", test_disabled_bitmap_not_marked);
     g_test_add_func("/dirty-bitmap/failed-write-is-marked", test_failed_write_is_marked);
@@ -324,9 +295,5 @@ int main(int argc, char **argv)
     g_test_add_func("/dirty-bitmap/query-lists-newest-first", test_query_lists_newest_first);
     g_test_add_func("/dirty-bitmap/random-extents-match-model",
                     test_random_extents_match_model);
-    ret = g_test_run();
-    rm = g_strdup_printf("rm -rf %s", tmpdir);
-    g_assert_true(g_spawn_command_line_sync(rm, NULL, NULL, NULL, NULL));
-    g_free(tmpdir);
-    return ret;
+    return block_test_run();
 }
