@@ -5,12 +5,14 @@
 
 extern const BlockDriver bdrv_blkdebug;
 extern const BlockDriver bdrv_file;
+extern const BlockDriver bdrv_nbd;
 extern const BlockDriver bdrv_null_co;
 extern const BlockDriver bdrv_raw;
 
 static const BlockDriver *const block_drivers[] = {
     &bdrv_blkdebug,
     &bdrv_file,
+    &bdrv_nbd,
     &bdrv_null_co,
     &bdrv_raw,
 };
