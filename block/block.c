@@ -106,7 +106,8 @@ BlockDriverState *bdrv_file_bs(const BlockDriverState *bs)
 
 int64_t bdrv_getlength(BlockDriverState *bs)
 {
-    return bs->core->length;
+    /* During its open (a filter making its bitmaps), the driver knows it. */
+    return bs->core->length >= 0 ? bs->core->length : bs->drv->getlength(bs);
 }
 
 int64_t bdrv_get_cluster_size(BlockDriverState *bs)
@@ -208,7 +209,14 @@ static BdrvChild *open_child(BlockDriverState *parent, const BlockdevRef *ref,
             return NULL;
         }
     }
-    bdrv_default_child_perm(parent, role, &perm, &shared);
+    if (parent->drv->child_perm) {
+        BdrvChild probe = { .bs = child_bs, .name = (char *)child_name, .role = role };
+
+        parent->drv->child_perm(parent, &probe, parent->core->perm,
+                                parent->core->shared, &perm, &shared);
+    } else {
+        bdrv_default_child_perm(parent, role, &perm, &shared);
+    }
     c = bdrv_attach_child_edge(child_bs, parent, true, child_name, role, perm,
                                shared, errp);
     bdrv_unref(child_bs);   /* the edge holds its own reference */
@@ -378,6 +386,7 @@ static BlockDriverState *bdrv_open_inherit(const BlockdevOptions *opts,
     bs->core->children = g_ptr_array_new();
     bs->core->parents = g_ptr_array_new();
     bs->core->shared = BLK_PERM_ALL;
+    bs->core->length = -1;
     g_mutex_init(&bs->core->bitmap_lock);
     bdrv_node_io_init(bs);
     /* QEMU's names for unnamed nodes: a counter and two random digits. */
@@ -437,6 +446,14 @@ BlockDriverState *bdrv_open_options(const BlockdevOptions *options, Error **errp
         bs->core->monitor_owned = true;
     }
     return bs;
+}
+
+BlockDriverState *bdrv_open_internal(const BlockdevOptions *options, Error **errp)
+{
+    static const BdrvInherit defaults = { 0 };
+
+    g_assert(main_loop_is_main_thread());
+    return bdrv_open_inherit(options, &defaults, errp);
 }
 
 void bdrv_ref(BlockDriverState *bs)
@@ -590,4 +607,56 @@ int bdrv_child_truncate(BdrvChild *child, int64_t size, Error **errp)
 int64_t bdrv_child_getlength(BdrvChild *child)
 {
     return child->bs->core->length;
+}
+
+/* Moves edge c from its child to new_child (both keep their references right). */
+static void move_edge(BdrvChild *c, BlockDriverState *new_child)
+{
+    BlockDriverState *old = c->bs;
+
+    g_ptr_array_remove(old->core->parents, c);
+    c->bs = new_child;
+    g_ptr_array_add(new_child->core->parents, c);
+    bdrv_ref(new_child);
+    bdrv_unref(old);
+}
+
+bool bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
+                       Error **errp)
+{
+    g_autoptr(GPtrArray) moved = g_ptr_array_new();
+    guint i;
+
+    g_assert(main_loop_is_main_thread());
+    bdrv_ref(from);
+    bdrv_drain_all_begin();
+    for (i = 0; i < from->core->parents->len;) {
+        BdrvChild *c = g_ptr_array_index(from->core->parents, i);
+
+        /* The edges of `to` itself stay: it is what now sits in front. */
+        if (c->parent_is_node && c->parent == to) {
+            i++;
+            continue;
+        }
+        move_edge(c, to);
+        g_ptr_array_add(moved, c);
+    }
+    /*
+     * `from` first: without its users its own edges relax (a filter taken
+     * away no longer forbids writes to what is below it).
+     */
+    bdrv_refresh_perms(from, &error_abort);
+    if (!bdrv_refresh_perms(to, errp)) {
+        for (i = 0; i < moved->len; i++) {
+            move_edge(g_ptr_array_index(moved, i), from);
+        }
+        bdrv_refresh_perms(to, &error_abort);
+        bdrv_refresh_perms(from, &error_abort);
+        bdrv_drain_all_end();
+        bdrv_unref(from);
+        return false;
+    }
+    bdrv_drain_all_end();
+    bdrv_unref(from);
+    return true;
 }

@@ -37,6 +37,9 @@ const char *bdrv_perm_names(uint64_t perm, char *buf, size_t size);
 char *bdrv_child_user_desc(const BdrvChild *c);
 void bdrv_default_child_perm(BlockDriverState *parent, BdrvChildRole role,
                              uint64_t *perm, uint64_t *shared);
+/* The driver's child_perm, or the default for the edge's role. */
+void bdrv_child_perm(BlockDriverState *parent, BdrvChild *c, uint64_t *perm,
+                     uint64_t *shared);
 
 /* block/block.c */
 BdrvChild *bdrv_attach_child_edge(BlockDriverState *child_bs, void *parent,

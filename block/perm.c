@@ -40,6 +40,17 @@ char *bdrv_child_user_desc(const BdrvChild *c)
     return g_strdup(blk_owner(c->parent));
 }
 
+void bdrv_child_perm(BlockDriverState *parent, BdrvChild *c, uint64_t *perm,
+                     uint64_t *shared)
+{
+    if (parent->drv->child_perm) {
+        parent->drv->child_perm(parent, c, parent->core->perm,
+                                parent->core->shared, perm, shared);
+    } else {
+        bdrv_default_child_perm(parent, c->role, perm, shared);
+    }
+}
+
 void bdrv_default_child_perm(BlockDriverState *parent, BdrvChildRole role,
                              uint64_t *perm, uint64_t *shared)
 {
@@ -62,6 +73,10 @@ void bdrv_default_child_perm(BlockDriverState *parent, BdrvChildRole role,
         break;
     case BDRV_CHILD_BACKING:
         *perm = 0;
+        *shared = BLK_PERM_ALL;
+        break;
+    case BDRV_CHILD_DATA:
+        *perm = BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE;
         *shared = BLK_PERM_ALL;
         break;
     }
@@ -138,7 +153,7 @@ static bool check_node(BlockDriverState *bs, GArray *saved, GPtrArray *visited,
         BdrvChild *c = g_ptr_array_index(bs->core->children, i);
         SavedEdge old = { c, c->perm, c->shared_perm };
 
-        bdrv_default_child_perm(bs, c->role, &c->perm, &c->shared_perm);
+        bdrv_child_perm(bs, c, &c->perm, &c->shared_perm);
         if (c->perm == old.perm && c->shared_perm == old.shared) {
             continue;
         }

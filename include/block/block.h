@@ -53,6 +53,8 @@ typedef enum BlockPermissionFlags {
 
 /* blockdev-add: opens the node and the children defined inline. */
 BlockDriverState *bdrv_open_options(const BlockdevOptions *options, Error **errp);
+/* A node the caller owns (a job's filter): bdrv_unref frees it. */
+BlockDriverState *bdrv_open_internal(const BlockdevOptions *options, Error **errp);
 /* blockdev-del: closes a node opened by bdrv_open_options, if unused. */
 bool bdrv_del_node(const char *node_name, Error **errp);
 /* Frees every node (shutdown), flushing them first. */
@@ -77,6 +79,13 @@ BlockDriverState *bdrv_file_bs(const BlockDriverState *bs);
 int64_t bdrv_getlength(BlockDriverState *bs);
 /* Cluster size of a format node, 0 if it has none. */
 int64_t bdrv_get_cluster_size(BlockDriverState *bs);
+/*
+ * Every user of `from` (BlockBackends and parent nodes, but for `to`'s own
+ * edges to it) uses `to` instead: how a filter is put in front of a node
+ * and taken away again. Runs drained; undone if permissions conflict.
+ */
+bool bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
+                       Error **errp);
 /* block_resize: checks that no user forbids it (the error names who). */
 bool bdrv_truncate(BlockDriverState *bs, int64_t size, Error **errp);
 

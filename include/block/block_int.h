@@ -45,6 +45,7 @@ typedef enum BdrvChildRole {
     BDRV_CHILD_FILE,        /* the file a format driver reads ("file") */
     BDRV_CHILD_BACKING,     /* the backing image ("backing") */
     BDRV_CHILD_FILTERED,    /* what a filter passes requests to ("image") */
+    BDRV_CHILD_DATA,        /* another node the driver writes to ("target") */
 } BdrvChildRole;
 
 struct BdrvChild {
@@ -125,6 +126,14 @@ struct BlockDriver {
     int (*check_perm)(BlockDriverState *bs, uint64_t perm, uint64_t shared,
                       Error **errp);
     void (*set_perm)(BlockDriverState *bs, uint64_t perm, uint64_t shared);
+    /*
+     * What bs needs of child c and shares on it, given what bs's users need
+     * (perm) and share (shared). NULL: the core's defaults by role (see
+     * docs/devel/block.md).
+     */
+    void (*child_perm)(BlockDriverState *bs, BdrvChild *c, uint64_t perm,
+                       uint64_t shared, uint64_t *child_perm,
+                       uint64_t *child_shared);
 
     /* --- any thread -------------------------------------------------- */
 

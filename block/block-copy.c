@@ -1,0 +1,237 @@
+/*
+ * Block-copy; see include/block/block-copy.h.
+ *
+ * State: the copy bitmap (bits guarded by the source node's bitmap lock)
+ * and the list of copies in flight (guarded by s->lock). Claiming a range
+ * takes s->lock, checks no copy in flight overlaps it, clears the bits and
+ * registers the range; the copy itself runs without any lock.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "block/block-copy.h"
+#include "block/block_int.h"
+
+typedef struct CopyTask {
+    int64_t start, end;
+} CopyTask;
+
+struct BlockCopyState {
+    BdrvChild *source, *target;
+    int64_t cluster_size;
+    int64_t len;
+    BdrvDirtyBitmap *copy_bitmap;
+    bool skip_unallocated;
+    GMutex lock;
+    GCond cond;             /* a copy in flight finished */
+    GList *tasks;           /* CopyTask *, in flight */
+};
+
+BlockCopyState *block_copy_state_new(BdrvChild *source, BdrvChild *target,
+                                     Error **errp)
+{
+    BlockCopyState *s;
+    int64_t target_cluster = bdrv_get_cluster_size(target->bs);
+    int64_t len = bdrv_getlength(source->bs);
+
+    if (len != bdrv_getlength(target->bs)) {
+        error_setg(errp, "Source and target image have different sizes");
+        return NULL;
+    }
+    s = g_new0(BlockCopyState, 1);
+    s->source = source;
+    s->target = target;
+    s->len = len;
+    /* A cluster of the target is never copied in part. */
+    s->cluster_size = MAX(65536, target_cluster);
+    s->copy_bitmap = bdrv_create_dirty_bitmap(source->bs, s->cluster_size, NULL,
+                                              &error_abort);
+    bdrv_disable_dirty_bitmap(s->copy_bitmap);
+    bdrv_set_dirty_bitmap(s->copy_bitmap, 0, len);
+    g_mutex_init(&s->lock);
+    g_cond_init(&s->cond);
+    return s;
+}
+
+void block_copy_state_free(BlockCopyState *s)
+{
+    if (s) {
+        g_assert(!s->tasks);
+        bdrv_release_dirty_bitmap(s->copy_bitmap);
+        g_mutex_clear(&s->lock);
+        g_cond_clear(&s->cond);
+        g_free(s);
+    }
+}
+
+int64_t block_copy_cluster_size(BlockCopyState *s)
+{
+    return s->cluster_size;
+}
+
+BdrvDirtyBitmap *block_copy_dirty_bitmap(BlockCopyState *s)
+{
+    return s->copy_bitmap;
+}
+
+void block_copy_set_skip_unallocated(BlockCopyState *s, bool skip)
+{
+    s->skip_unallocated = skip;
+}
+
+static CopyTask *overlapping_task(BlockCopyState *s, int64_t start, int64_t end)
+{
+    GList *l;
+
+    for (l = s->tasks; l; l = l->next) {
+        CopyTask *t = l->data;
+
+        if (t->start < end && start < t->end) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Under s->lock: claims the first run of dirty clusters in [start, end),
+ * at most max_len bytes. Returns false if none is dirty.
+ */
+static bool claim(BlockCopyState *s, int64_t start, int64_t end, int64_t max_len,
+                  CopyTask *task)
+{
+    int64_t first = bdrv_dirty_bitmap_next_dirty(s->copy_bitmap, start, end - start);
+    int64_t last;
+
+    if (first < 0) {
+        return false;
+    }
+    last = first + s->cluster_size;
+    while (last < end && last - first < max_len &&
+           bdrv_dirty_bitmap_get(s->copy_bitmap, last)) {
+        last += s->cluster_size;
+    }
+    task->start = first;
+    task->end = MIN(last, s->len);
+    bdrv_reset_dirty_bitmap(s->copy_bitmap, first,
+                            MIN(last, s->len) - first);
+    s->tasks = g_list_prepend(s->tasks, task);
+    return true;
+}
+
+static void release(BlockCopyState *s, CopyTask *task, bool failed)
+{
+    g_mutex_lock(&s->lock);
+    s->tasks = g_list_remove(s->tasks, task);
+    if (failed) {
+        bdrv_set_dirty_bitmap(s->copy_bitmap, task->start, task->end - task->start);
+    }
+    g_cond_broadcast(&s->cond);
+    g_mutex_unlock(&s->lock);
+}
+
+/* Copies [start, end) of the source to the target: zeroes as zeroes. */
+static int copy_range(BlockCopyState *s, int64_t start, int64_t end,
+                      bool *error_is_read)
+{
+    void *buf = NULL;
+    int ret = 0;
+
+    while (start < end && ret == 0) {
+        int64_t pnum;
+        int status = bdrv_block_status_above(s->source->bs, NULL, true, start,
+                                             end - start, &pnum, NULL);
+
+        if (status < 0) {
+            /* Unknown status: copy as data. */
+            pnum = end - start;
+            status = BDRV_BLOCK_DATA;
+        }
+        if (s->skip_unallocated) {
+            int64_t top_pnum;
+            int top = bdrv_block_status(s->source->bs, false, start, pnum,
+                                        &top_pnum, NULL, NULL);
+
+            if (top >= 0 && !(top & BDRV_BLOCK_ALLOCATED)) {
+                start += top_pnum;
+                continue;
+            }
+            if (top >= 0) {
+                pnum = top_pnum;
+            }
+        }
+        if (status & BDRV_BLOCK_ZERO) {
+            ret = bdrv_pwrite_zeroes(s->target, start, pnum, 0);
+            *error_is_read = false;
+        } else {
+            if (!buf) {
+                buf = bdrv_blockalign(s->target->bs,
+                                      MIN(end - start, (int64_t)BLOCK_COPY_MAX_CHUNK * 16));
+            }
+            pnum = MIN(pnum, (int64_t)BLOCK_COPY_MAX_CHUNK * 16);
+            ret = bdrv_pread(s->source, start, pnum, buf, 0);
+            *error_is_read = true;
+            if (ret == 0) {
+                ret = bdrv_pwrite(s->target, start, pnum, buf, 0);
+                *error_is_read = false;
+            }
+        }
+        start += pnum;
+    }
+    free(buf);
+    return ret;
+}
+
+int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
+               int64_t *copied, bool *error_is_read)
+{
+    int64_t start = offset / s->cluster_size * s->cluster_size;
+    int64_t end = MIN(s->len, (offset + bytes + s->cluster_size - 1) /
+                               s->cluster_size * s->cluster_size);
+    int64_t done = 0;
+    int ret = 0;
+
+    while (ret == 0) {
+        CopyTask task;
+
+        g_mutex_lock(&s->lock);
+        /* A copy of these clusters under way: wait, it may be all we need. */
+        while (overlapping_task(s, start, end)) {
+            g_cond_wait(&s->cond, &s->lock);
+        }
+        if (!claim(s, start, end, end - start, &task)) {
+            g_mutex_unlock(&s->lock);
+            break;
+        }
+        g_mutex_unlock(&s->lock);
+        ret = copy_range(s, task.start, task.end, error_is_read);
+        release(s, &task, ret < 0);
+        if (ret == 0) {
+            done += task.end - task.start;
+        }
+    }
+    if (copied) {
+        *copied = done;
+    }
+    return ret;
+}
+
+int block_copy_next(BlockCopyState *s, int64_t max_chunk, int64_t *copied,
+                    bool *error_is_read)
+{
+    CopyTask task;
+    bool claimed;
+    int ret;
+
+    /* Clusters in flight are clean already, so a claimed run never overlaps one. */
+    g_mutex_lock(&s->lock);
+    claimed = claim(s, 0, s->len, MAX(max_chunk, s->cluster_size), &task);
+    g_mutex_unlock(&s->lock);
+    if (!claimed) {
+        return -ENOENT;
+    }
+    ret = copy_range(s, task.start, task.end, error_is_read);
+    release(s, &task, ret < 0);
+    *copied = ret < 0 ? 0 : task.end - task.start;
+    return ret;
+}

@@ -1,0 +1,225 @@
+/*
+ * Copy-before-write and block-copy: the target ends as the source was when
+ * the filter went in, whatever is written meanwhile; bitmaps as QEMU
+ * shows them; permissions while the filter is in place; errors.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "block-test-helpers.h"
+#include "block/copy-before-write.h"
+
+#define SIZE (8 << 20)
+
+static char *file_node(const char *name, const char *extra)
+{
+    g_autofree char *fname = g_strdup_printf("%s.img", name);
+    g_autofree char *path = block_test_file(fname, SIZE);
+
+    return g_strdup_printf("{\"driver\": \"file\", \"node-name\": \"%s\","
+                           " \"filename\": \"%s\"%s}", name, path, extra);
+}
+
+static void fill(BlockBackend *blk, guint32 seed, char *copy)
+{
+    GRand *rand = g_rand_new_with_seed(seed);
+    int i;
+
+    for (i = 0; i < SIZE; i++) {
+        copy[i] = g_rand_int(rand);
+    }
+    g_rand_free(rand);
+    g_assert_cmpint(blk_pwrite(blk, 0, SIZE, copy, 0), ==, 0);
+}
+
+static int64_t count(BlockDriverState *bs, int index)
+{
+    BlockDirtyInfoList *list = bdrv_query_dirty_bitmaps(bs), *l = list;
+    int64_t c;
+
+    while (index--) {
+        l = l->next;
+    }
+    c = l->value->count;
+    qapi_free_BlockDirtyInfoList(list);
+    return c;
+}
+
+static void test_guest_write_copies_old_data_first(void)
+{
+    g_autofree char *src_json = file_node("src", "");
+    g_autofree char *tgt_json = file_node("tgt", "");
+    BlockDriverState *src = block_test_open(src_json, &error_abort);
+    BlockDriverState *tgt = block_test_open(tgt_json, &error_abort);
+    BlockBackend *guest = block_test_backend(src, "guest", BLOCK_TEST_RW,
+                                             BLK_PERM_CONSISTENT_READ |
+                                             BLK_PERM_WRITE_UNCHANGED | BLK_PERM_WRITE);
+    BlockBackend *reader = block_test_backend(tgt, "reader", BLK_PERM_CONSISTENT_READ,
+                                              BLK_PERM_ALL);
+    g_autofree char *orig = g_malloc(SIZE), *buf = g_malloc(65536);
+    char news[4096];
+    BlockCopyState *bcs;
+    BlockDriverState *filter;
+
+    fill(guest, 1, orig);
+    filter = bdrv_cbw_append(src, tgt, "cbw0", &bcs, &error_abort);
+    g_assert_true(blk_bs(guest) == filter);
+    memset(news, 0x5a, sizeof(news));
+    g_assert_cmpint(blk_pwrite(guest, 100 * 1024, sizeof(news), news, 0), ==, 0);
+    /* The target holds the old data of the whole 64 KiB cluster written. */
+    g_assert_cmpint(blk_pread(reader, 65536, 65536, buf, 0), ==, 0);
+    g_assert_cmpmem(buf, 65536, orig + 65536, 65536);
+    /* The guest reads its new data. */
+    g_assert_cmpint(blk_pread(guest, 100 * 1024, sizeof(news), buf, 0), ==, 0);
+    g_assert_cmpmem(buf, sizeof(news), news, sizeof(news));
+    /* Source: the copy bitmap, all but the copied cluster left. */
+    g_assert_cmpint(count(src, 0), ==, SIZE - 65536);
+    /* Filter: access (everything) newest, then done (the copied cluster). */
+    g_assert_cmpint(count(filter, 0), ==, SIZE);
+    g_assert_cmpint(count(filter, 1), ==, 65536);
+
+    bdrv_cbw_drop(filter);
+    g_assert_true(blk_bs(guest) == src);
+    g_assert_null(bdrv_query_dirty_bitmaps(src));
+    blk_unref(reader);
+    blk_unref(guest);
+    bdrv_del_node("src", &error_abort);
+    bdrv_del_node("tgt", &error_abort);
+}
+
+typedef struct Writer {
+    BlockBackend *blk;
+    guint32 seed;
+    gint *stop;
+} Writer;
+
+static gpointer write_loop(gpointer opaque)
+{
+    Writer *w = opaque;
+    GRand *rand = g_rand_new_with_seed(w->seed);
+    char buf[8192];
+
+    memset(buf, w->seed, sizeof(buf));
+    while (!g_atomic_int_get(w->stop)) {
+        int64_t off = g_rand_int_range(rand, 0, SIZE - sizeof(buf));
+
+        g_assert_cmpint(blk_pwrite(w->blk, off, g_rand_int_range(rand, 1, sizeof(buf)),
+                                   buf, 0), ==, 0);
+    }
+    g_rand_free(rand);
+    return NULL;
+}
+
+static void test_point_in_time_under_concurrent_writes(void)
+{
+    g_autofree char *src_json = file_node("src", "");
+    g_autofree char *tgt_json = file_node("tgt", "");
+    BlockDriverState *src = block_test_open(src_json, &error_abort);
+    BlockDriverState *tgt = block_test_open(tgt_json, &error_abort);
+    BlockBackend *guest = block_test_backend(src, "guest", BLOCK_TEST_RW,
+                                             BLK_PERM_CONSISTENT_READ |
+                                             BLK_PERM_WRITE_UNCHANGED | BLK_PERM_WRITE);
+    BlockBackend *reader = block_test_backend(tgt, "reader", BLK_PERM_CONSISTENT_READ,
+                                              BLK_PERM_ALL);
+    g_autofree char *orig = g_malloc(SIZE), *after = g_malloc(SIZE);
+    gint stop = 0;
+    Writer w[4];
+    GThread *t[4];
+    BlockCopyState *bcs;
+    BlockDriverState *filter;
+    int64_t copied, total = 0;
+    bool is_read;
+    int i, ret;
+
+    fill(guest, 7, orig);
+    filter = bdrv_cbw_append(src, tgt, NULL, &bcs, &error_abort);
+    for (i = 0; i < 4; i++) {
+        w[i] = (Writer) { guest, 100 + i, &stop };
+        t[i] = g_thread_new("writer", write_loop, &w[i]);
+    }
+    /* The background copy, 1 MiB at a time, while the guest writes. */
+    while ((ret = block_copy_next(bcs, BLOCK_COPY_MAX_CHUNK, &copied, &is_read)) == 0) {
+        total += copied;
+        g_usleep(2000);
+    }
+    g_assert_cmpint(ret, ==, -ENOENT);
+    g_atomic_int_set(&stop, 1);
+    for (i = 0; i < 4; i++) {
+        g_thread_join(t[i]);
+    }
+    /* Everything was copied once, by one side or the other. */
+    g_assert_cmpint(total + count(filter, 1), >=, SIZE);
+    g_assert_cmpint(blk_pread(reader, 0, SIZE, after, 0), ==, 0);
+    g_assert_true(memcmp(after, orig, SIZE) == 0);
+    bdrv_cbw_drop(filter);
+    blk_unref(reader);
+    blk_unref(guest);
+    bdrv_del_node("src", &error_abort);
+    bdrv_del_node("tgt", &error_abort);
+}
+
+static void test_source_cannot_be_written_or_resized_behind_it(void)
+{
+    g_autofree char *src_json = file_node("src", "");
+    g_autofree char *tgt_json = file_node("tgt", "");
+    BlockDriverState *src = block_test_open(src_json, &error_abort);
+    BlockDriverState *tgt = block_test_open(tgt_json, &error_abort);
+    BlockBackend *guest = block_test_backend(src, "guest", BLOCK_TEST_RW,
+                                             BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE);
+    BlockBackend *other = blk_new("job 'j1'", BLOCK_TEST_RW, BLK_PERM_ALL);
+    g_autoptr(Error) err = NULL;
+    BlockCopyState *bcs;
+    BlockDriverState *filter = bdrv_cbw_append(src, tgt, "f", &bcs, &error_abort);
+
+    g_assert_false(blk_insert_bs(other, src, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "unshared by node 'f'"));
+    g_clear_pointer(&err, error_free);
+    g_assert_false(bdrv_truncate(src, SIZE * 2, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "resize"));
+    blk_unref(other);
+    bdrv_cbw_drop(filter);
+    blk_unref(guest);
+    bdrv_del_node("src", &error_abort);
+    bdrv_del_node("tgt", &error_abort);
+}
+
+static void test_copy_error_breaks_guest_write(void)
+{
+    g_autofree char *src_json = file_node("src", "");
+    g_autofree char *tgt_path = block_test_file("tgt.img", SIZE);
+    g_autofree char *tgt_json = g_strdup_printf(
+        "{\"driver\": \"blkdebug\", \"node-name\": \"tgt\", \"inject-error\":"
+        " [{\"event\": \"write_aio\", \"errno\": 28}], \"image\":"
+        " {\"driver\": \"file\", \"filename\": \"%s\"}}", tgt_path);
+    BlockDriverState *src = block_test_open(src_json, &error_abort);
+    BlockDriverState *tgt = block_test_open(tgt_json, &error_abort);
+    BlockBackend *guest = block_test_backend(src, "guest", BLOCK_TEST_RW,
+                                             BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE);
+    BlockCopyState *bcs;
+    BlockDriverState *filter = bdrv_cbw_append(src, tgt, NULL, &bcs, &error_abort);
+    char buf[512] = { 1 };
+
+    /* The old data could not be saved: the write must not happen. */
+    g_assert_cmpint(blk_pwrite(guest, 0, sizeof(buf), buf, 0), ==, -ENOSPC);
+    g_assert_cmpint(bdrv_cbw_snapshot_error(filter), ==, 0);
+    /* The cluster is still to be copied. */
+    g_assert_cmpint(count(src, 0), ==, SIZE);
+    bdrv_cbw_drop(filter);
+    blk_unref(guest);
+    bdrv_del_node("src", &error_abort);
+    bdrv_del_node("tgt", &error_abort);
+}
+
+int main(int argc, char **argv)
+{
+    block_test_init(&argc, &argv);
+    g_test_add_func("/cbw/guest-write-copies-old-data-first",
+                    test_guest_write_copies_old_data_first);
+    g_test_add_func("/cbw/point-in-time-under-concurrent-writes",
+                    test_point_in_time_under_concurrent_writes);
+    g_test_add_func("/cbw/source-cannot-be-written-or-resized-behind-it",
+                    test_source_cannot_be_written_or_resized_behind_it);
+    g_test_add_func("/cbw/copy-error-breaks-guest-write",
+                    test_copy_error_breaks_guest_write);
+    return block_test_run();
+}
