@@ -8,6 +8,7 @@ extern const BlockDriver bdrv_copy_before_write;
 extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_nbd;
 extern const BlockDriver bdrv_null_co;
+extern const BlockDriver bdrv_qcow2;
 extern const BlockDriver bdrv_raw;
 
 static const BlockDriver *const block_drivers[] = {
@@ -16,6 +17,7 @@ static const BlockDriver *const block_drivers[] = {
     &bdrv_file,
     &bdrv_nbd,
     &bdrv_null_co,
+    &bdrv_qcow2,
     &bdrv_raw,
 };
 

@@ -50,7 +50,7 @@ void qcow2_cache_free(Qcow2Cache *c)
     if (!c) {
         return;
     }
-    g_queue_clear(&c->lru);
+    /* The links live in the entries: the table frees both. */
     g_hash_table_destroy(c->map);
     g_free(c);
 }

@@ -10,8 +10,8 @@
  * references to them were flushed away.
  *
  * All on-disk numbers are big-endian. They are converted when a structure
- * is loaded (qcow2_header_load, L1/L2/refcount table loads) and when a
- * field is stored; everything in memory is in host order, except the
+ * is loaded (the header, the L1, L2 and refcount tables) and when a field
+ * is stored; everything in memory is in host order, except the
  * refcount blocks, which stay in their on-disk form and are read and
  * written through rb_get()/rb_set() (their entries may be 1 to 64 bits).
  */
@@ -23,7 +23,7 @@
 
 #include "block/block_int.h"
 
-/* ---- on-disk format ------------------------------------------------------ */
+/* ---- on-disk format ---------------------------------------------------- */
 
 #define QCOW2_MAGIC             0x514649fbu     /* "QFI\xfb" */
 #define QCOW2_MIN_CLUSTER_BITS  9
@@ -102,12 +102,12 @@ typedef struct Qcow2Header {
  *   first. The data is a raw deflate stream (no zlib header).
  * Refcount table entry: bits 9-63 offset of a refcount block (0: none).
  */
-#define QCOW_OFLAG_COPIED           (1ull << 63)
-#define QCOW_OFLAG_COMPRESSED       (1ull << 62)
-#define QCOW_OFLAG_ZERO             (1ull << 0)
-#define L1E_OFFSET_MASK             0x00fffffffffffe00ull
-#define L2E_OFFSET_MASK             0x00fffffffffffe00ull
-#define REFT_OFFSET_MASK            0xfffffffffffffe00ull
+#define QCOW_OFLAG_COPIED           (UINT64_C(1) << 63)
+#define QCOW_OFLAG_COMPRESSED       (UINT64_C(1) << 62)
+#define QCOW_OFLAG_ZERO             UINT64_C(1)
+#define L1E_OFFSET_MASK             UINT64_C(0x00fffffffffffe00)
+#define L2E_OFFSET_MASK             UINT64_C(0x00fffffffffffe00)
+#define REFT_OFFSET_MASK            UINT64_C(0xfffffffffffffe00)
 
 typedef enum Qcow2ClusterType {
     QCOW2_CLUSTER_UNALLOCATED,  /* backing file, or zeroes */
@@ -123,7 +123,7 @@ typedef enum Qcow2FreeKind {
     QCOW2_FREE_REQUEST,
 } Qcow2FreeKind;
 
-/* ---- big-endian load and store --------------------------------------------- */
+/* ---- big-endian load and store ----------------------------------------- */
 
 static inline uint16_t qcow2_ld16(const void *p)
 {
@@ -167,7 +167,7 @@ static inline void qcow2_st64(void *p, uint64_t v)
     memcpy(p, &v, sizeof(v));
 }
 
-/* ---- the metadata cache (qcow2-cache.c) ------------------------------------ */
+/* ---- the metadata cache (qcow2-cache.c) -------------------------------- */
 
 /*
  * Clusters of metadata (L2 tables, refcount blocks) by file offset, least
@@ -187,7 +187,7 @@ void qcow2_cache_put(Qcow2Cache *c, void *data);
 /* Forgets offset (a table that was freed or failed to load). */
 void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset);
 
-/* ---- driver state -------------------------------------------------------------- */
+/* ---- driver state ------------------------------------------------------ */
 
 /* A request's I/O on host bytes [start, end) while s->lock is not held. */
 typedef struct Qcow2HostIO {
@@ -246,6 +246,13 @@ typedef struct BDRVQcow2State {
     Qcow2Cache *rb_cache;       /* refcount blocks, on-disk form */
 
     uint64_t free_cluster_index;        /* no free cluster below this */
+    /*
+     * Clusters from here on were never written since they were last free
+     * (or ever): after a power failure they read as zeroes or as what we
+     * wrote, so metadata placed there needs no flush before it is linked.
+     */
+    uint64_t fresh_from;
+    bool grew_file;                     /* the file is longer than at open */
     uint64_t pool_start, pool_end;      /* reserved clusters, refcount 1 */
     uint64_t pool_grow;                 /* size of the next reservation */
     GArray *pending_frees;              /* Qcow2PendingFree */
@@ -266,7 +273,7 @@ static inline uint64_t qcow2_size_to_clusters(BDRVQcow2State *s, uint64_t size)
 
 Qcow2ClusterType qcow2_cluster_type(BDRVQcow2State *s, uint64_t l2_entry);
 
-/* ---- qcow2.c ------------------------------------------------------------------- */
+/* ---- qcow2.c ----------------------------------------------------------- */
 
 /* Stores a big-endian field of len bytes at header offset off. */
 int qcow2_header_store(BlockDriverState *bs, size_t off, uint64_t value,
@@ -278,7 +285,7 @@ int qcow2_header_store(BlockDriverState *bs, size_t off, uint64_t value,
 int qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     G_GNUC_PRINTF(2, 3);
 
-/* ---- qcow2-io.c: the request paths (any thread, lock not held) ----------- */
+/* ---- qcow2-io.c: the request paths (any thread, lock not held) --------- */
 
 int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
                  void *buf, BdrvRequestFlags flags);
@@ -290,11 +297,11 @@ int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes);
 int qcow2_block_status(BlockDriverState *bs, bool want_zero, int64_t offset,
                        int64_t bytes, int64_t *pnum, int64_t *map,
                        BlockDriverState **file);
-/* Waits (lock held) until no in-flight allocation overlaps the clusters. */
-void qcow2_wait_for_allocs(BDRVQcow2State *s, uint64_t first, uint64_t nb);
+/* The type of the cluster holding offset (lock held). */
+int qcow2_type_at(BlockDriverState *bs, uint64_t offset, Qcow2ClusterType *t);
 bool qcow2_host_io_overlaps(BDRVQcow2State *s, uint64_t start, uint64_t end);
 
-/* ---- qcow2-cluster.c: L1/L2 tables (under lock) ------------------------------ */
+/* ---- qcow2-cluster.c: L1/L2 tables (under lock) ------------------------ */
 
 int qcow2_load_l1(BlockDriverState *bs, Error **errp);
 /*
@@ -305,9 +312,13 @@ int qcow2_get_l2(BlockDriverState *bs, uint64_t l1_index, uint64_t **l2);
 /* The same, made writable: allocated if missing, copied if shared. */
 int qcow2_get_l2_for_write(BlockDriverState *bs, uint64_t l1_index,
                            uint64_t **l2);
-/* Writes l2[first .. first+nb) of the table at L1 index l1_index through. */
+/*
+ * Stores entries[0 .. nb) at index first of l2, the table at L1 index
+ * l1_index: in the file, then (if that worked) in the cache.
+ */
 int qcow2_write_l2_entries(BlockDriverState *bs, uint64_t l1_index,
-                           const uint64_t *l2, uint64_t first, uint64_t nb);
+                           uint64_t *l2, uint64_t first, uint64_t nb,
+                           const uint64_t *entries);
 int qcow2_grow_l1(BlockDriverState *bs, uint32_t new_size);
 /* Frees the L2 tables wholly past virtual size new_size (shrink). */
 int qcow2_shrink_l1(BlockDriverState *bs, uint64_t new_size);
@@ -330,10 +341,9 @@ void qcow2_compressed_range(BDRVQcow2State *s, uint64_t l2_entry,
 /* Reads and inflates a compressed cluster into buf (a cluster). No lock. */
 int qcow2_read_compressed(BlockDriverState *bs, uint64_t l2_entry, void *buf);
 
-/* ---- qcow2-refcount.c: host cluster allocation (under lock) ----------------- */
+/* ---- qcow2-refcount.c: host cluster allocation (under lock) ------------ */
 
 int qcow2_load_refcount_table(BlockDriverState *bs, Error **errp);
-uint64_t qcow2_get_refcount(BlockDriverState *bs, uint64_t cluster, int *err);
 /*
  * Allocates nb contiguous host clusters with refcount 1 and returns the
  * offset of the first, or -errno. Their refcounts are on stable storage
@@ -356,6 +366,10 @@ void qcow2_free_clusters_later(BlockDriverState *bs, uint64_t offset,
  * time.
  */
 int qcow2_process_frees(BlockDriverState *bs);
+/* Whether enough frees wait that a request should process them. */
+bool qcow2_frees_pending_too_long(BDRVQcow2State *s);
+/* Whether clusters from offset on were never written since last free. */
+bool qcow2_is_fresh(BDRVQcow2State *s, uint64_t offset);
 /* Gives back the reserved clusters nothing uses (close, shrink). */
 int qcow2_release_pool(BlockDriverState *bs);
 /* The end of the last cluster in use, for trimming the file. */

@@ -1,0 +1,449 @@
+/*
+ * qcow2: the guest-to-host mapping. The L1 table lives in memory (host
+ * order); L2 tables are cached (host order, converted when loaded and when
+ * stored). Every change is written through: an L2 entry is only ever set
+ * to clusters whose refcount is stable and whose data is written, and an
+ * entry is cleared before the refcount of what it pointed at drops.
+ * Everything here runs under s->lock, except qcow2_read_compressed().
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <zlib.h>
+
+#include "block/qcow2.h"
+
+Qcow2ClusterType qcow2_cluster_type(BDRVQcow2State *s, uint64_t l2_entry)
+{
+    if (l2_entry & QCOW_OFLAG_COMPRESSED) {
+        return QCOW2_CLUSTER_COMPRESSED;
+    }
+    if (l2_entry & QCOW_OFLAG_ZERO) {
+        return (l2_entry & L2E_OFFSET_MASK) ? QCOW2_CLUSTER_ZERO_ALLOC
+                                             : QCOW2_CLUSTER_ZERO_PLAIN;
+    }
+    return (l2_entry & L2E_OFFSET_MASK) ? QCOW2_CLUSTER_NORMAL
+                                        : QCOW2_CLUSTER_UNALLOCATED;
+}
+
+/* ---- L1 ---------------------------------------------------------------- */
+
+int qcow2_load_l1(BlockDriverState *bs, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint32_t i;
+    int ret;
+
+    s->l1_table = g_new0(uint64_t, MAX(s->l1_size, 1));
+    if (!s->l1_size) {
+        return 0;
+    }
+    ret = bdrv_pread(bs->file, s->l1_table_offset, s->l1_size * 8ull,
+                     s->l1_table, 0);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read L1 table");
+        return ret;
+    }
+    for (i = 0; i < s->l1_size; i++) {
+        s->l1_table[i] = GUINT64_FROM_BE(s->l1_table[i]);
+    }
+    return 0;
+}
+
+static int write_l1_entry(BlockDriverState *bs, uint64_t l1_index,
+                          uint64_t entry)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t be = GUINT64_TO_BE(entry);
+    int ret = bdrv_pwrite(bs->file, s->l1_table_offset + l1_index * 8, 8,
+                          &be, 0);
+
+    if (ret == 0) {
+        s->l1_table[l1_index] = entry;
+    }
+    return ret;
+}
+
+int qcow2_grow_l1(BlockDriverState *bs, uint32_t new_size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t bytes = (uint64_t)new_size * 8;
+    uint64_t clusters = qcow2_size_to_clusters(s, bytes);
+    g_autofree uint64_t *table = NULL;
+    uint8_t hdr[12];
+    int64_t offset;
+    uint32_t i;
+    int ret;
+
+    if (new_size <= s->l1_size) {
+        return 0;
+    }
+    if (bytes > QCOW2_MAX_L1_BYTES) {
+        return -EFBIG;
+    }
+    offset = qcow2_alloc_clusters(bs, clusters);
+    if (offset < 0) {
+        return offset;
+    }
+    table = g_new0(uint64_t, clusters * s->cluster_size / 8);
+    for (i = 0; i < s->l1_size; i++) {
+        table[i] = GUINT64_TO_BE(s->l1_table[i]);
+    }
+    ret = bdrv_pwrite(bs->file, offset, clusters * s->cluster_size, table, 0);
+    if (ret == 0 && !qcow2_is_fresh(s, offset)) {
+        ret = bdrv_flush(bs->file->bs);
+    }
+    if (ret == 0) {
+        /* l1_size and l1_table_offset are adjacent: one write moves both. */
+        qcow2_st32(hdr, new_size);
+        qcow2_st64(hdr + 4, offset);
+        ret = bdrv_pwrite(bs->file, offsetof(Qcow2Header, l1_size),
+                          sizeof(hdr), hdr, 0);
+    }
+    if (ret < 0) {
+        qcow2_free_unused_clusters(bs, offset, clusters);
+        return ret;
+    }
+    if (s->l1_size) {
+        qcow2_free_clusters_later(bs, s->l1_table_offset,
+                                  qcow2_size_to_clusters(s, s->l1_size * 8ull),
+                                  QCOW2_FREE_OTHER);
+    }
+    s->l1_table = g_renew(uint64_t, s->l1_table, new_size);
+    memset(s->l1_table + s->l1_size, 0,
+           (new_size - s->l1_size) * sizeof(uint64_t));
+    s->l1_size = new_size;
+    s->l1_table_offset = offset;
+    return 0;
+}
+
+int qcow2_shrink_l1(BlockDriverState *bs, uint64_t new_size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t per_l2 = s->cluster_size << s->l2_bits;
+    uint64_t i;
+
+    for (i = (new_size + per_l2 - 1) / per_l2; i < s->l1_size; i++) {
+        uint64_t l2_offset = s->l1_table[i] & L1E_OFFSET_MASK;
+        int ret;
+
+        if (!l2_offset) {
+            continue;
+        }
+        ret = write_l1_entry(bs, i, 0);
+        if (ret < 0) {
+            return ret;
+        }
+        qcow2_cache_drop(s->l2_cache, l2_offset);
+        qcow2_free_clusters_later(bs, l2_offset, 1, QCOW2_FREE_OTHER);
+    }
+    return 0;
+}
+
+/* ---- L2 ---------------------------------------------------------------- */
+
+static int load_l2(BlockDriverState *bs, uint64_t offset, uint64_t **l2)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t i;
+    int ret;
+
+    *l2 = qcow2_cache_get(s->l2_cache, offset);
+    if (*l2) {
+        return 0;
+    }
+    *l2 = qcow2_cache_add(s->l2_cache, offset);
+    ret = bdrv_pread(bs->file, offset, s->cluster_size, *l2, 0);
+    if (ret < 0) {
+        qcow2_cache_put(s->l2_cache, *l2);
+        qcow2_cache_drop(s->l2_cache, offset);
+        *l2 = NULL;
+        return ret;
+    }
+    for (i = 0; i < s->l2_size; i++) {
+        (*l2)[i] = GUINT64_FROM_BE((*l2)[i]);
+    }
+    return 0;
+}
+
+int qcow2_get_l2(BlockDriverState *bs, uint64_t l1_index, uint64_t **l2)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t offset;
+
+    *l2 = NULL;
+    if (l1_index >= s->l1_size) {
+        return 0;
+    }
+    offset = s->l1_table[l1_index] & L1E_OFFSET_MASK;
+    if (!offset) {
+        return 0;
+    }
+    if (qcow2_offset_into_cluster(s, offset)) {
+        return qcow2_signal_corruption(bs, "L2 table offset %#" PRIx64
+                                       " unaligned (L1 index: %#" PRIx64 ")",
+                                       offset, l1_index);
+    }
+    return load_l2(bs, offset, l2);
+}
+
+/*
+ * Writable means referenced once (COPIED in L1). Otherwise a new table is
+ * written (empty, or a copy of the shared one) and linked into L1; a shared
+ * table loses the active L1's reference afterwards.
+ */
+int qcow2_get_l2_for_write(BlockDriverState *bs, uint64_t l1_index,
+                           uint64_t **l2)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t old_entry = s->l1_table[l1_index];
+    uint64_t old_offset = old_entry & L1E_OFFSET_MASK;
+    g_autofree uint64_t *disk = NULL;
+    uint64_t *old = NULL, i;
+    int64_t offset;
+    int ret;
+
+    g_assert(l1_index < s->l1_size);
+    if ((old_entry & QCOW_OFLAG_COPIED) && old_offset) {
+        return qcow2_get_l2(bs, l1_index, l2);
+    }
+    if (old_offset) {
+        ret = qcow2_get_l2(bs, l1_index, &old);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    offset = qcow2_alloc_clusters(bs, 1);
+    if (offset < 0) {
+        if (old) {
+            qcow2_cache_put(s->l2_cache, old);
+        }
+        return offset;
+    }
+    disk = g_new0(uint64_t, s->l2_size);
+    for (i = 0; old && i < s->l2_size; i++) {
+        disk[i] = GUINT64_TO_BE(old[i]);
+    }
+    ret = bdrv_pwrite(bs->file, offset, s->cluster_size, disk, 0);
+    if (ret == 0 && !qcow2_is_fresh(s, offset)) {
+        ret = bdrv_flush(bs->file->bs);     /* the table before the pointer */
+    }
+    if (ret == 0) {
+        ret = write_l1_entry(bs, l1_index, offset | QCOW_OFLAG_COPIED);
+    }
+    if (ret < 0) {
+        if (old) {
+            qcow2_cache_put(s->l2_cache, old);
+        }
+        qcow2_free_unused_clusters(bs, offset, 1);
+        return ret;
+    }
+    qcow2_cache_drop(s->l2_cache, offset);
+    *l2 = qcow2_cache_add(s->l2_cache, offset);
+    if (old) {
+        memcpy(*l2, old, s->cluster_size);
+        qcow2_cache_put(s->l2_cache, old);
+        qcow2_cache_drop(s->l2_cache, old_offset);
+        qcow2_free_clusters_later(bs, old_offset, 1, QCOW2_FREE_OTHER);
+    } else {
+        memset(*l2, 0, s->cluster_size);
+    }
+    return 0;
+}
+
+int qcow2_write_l2_entries(BlockDriverState *bs, uint64_t l1_index,
+                           uint64_t *l2, uint64_t first, uint64_t nb,
+                           const uint64_t *entries)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t l2_offset = s->l1_table[l1_index] & L1E_OFFSET_MASK;
+    g_autofree uint64_t *disk = g_new(uint64_t, nb);
+    uint64_t i;
+    int ret;
+
+    for (i = 0; i < nb; i++) {
+        disk[i] = GUINT64_TO_BE(entries[i]);
+    }
+    ret = bdrv_pwrite(bs->file, l2_offset + first * 8, nb * 8, disk, 0);
+    if (ret == 0) {
+        memcpy(l2 + first, entries, nb * 8);
+    }
+    return ret;
+}
+
+void qcow2_compressed_range(BDRVQcow2State *s, uint64_t l2_entry,
+                            uint64_t *start, uint64_t *len)
+{
+    uint64_t sectors = ((l2_entry >> s->csize_shift) & s->csize_mask) + 1;
+
+    *start = (l2_entry & s->coffset_mask) & ~511ull;
+    *len = sectors * 512;
+}
+
+void qcow2_free_entry(BlockDriverState *bs, uint64_t l2_entry,
+                      Qcow2FreeKind kind)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t start, len;
+
+    switch (qcow2_cluster_type(s, l2_entry)) {
+    case QCOW2_CLUSTER_NORMAL:
+    case QCOW2_CLUSTER_ZERO_ALLOC:
+        qcow2_free_clusters_later(bs, l2_entry & L2E_OFFSET_MASK, 1, kind);
+        break;
+    case QCOW2_CLUSTER_COMPRESSED:
+        /* Every host cluster the data touches holds one reference. */
+        qcow2_compressed_range(s, l2_entry, &start, &len);
+        qcow2_free_clusters_later(bs, start & ~(s->cluster_size - 1),
+                                  ((start + len - 1) >> s->cluster_bits) -
+                                  (start >> s->cluster_bits) + 1, kind);
+        break;
+    default:
+        break;
+    }
+}
+
+static bool is_allocated(Qcow2ClusterType t)
+{
+    return t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC ||
+           t == QCOW2_CLUSTER_COMPRESSED;
+}
+
+/* The new entry of a cluster for zero (op 0), discard (1), full discard (2). */
+static uint64_t new_entry(BlockDriverState *bs, uint64_t old, int op,
+                          bool unmap)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2ClusterType t = qcow2_cluster_type(s, old);
+
+    switch (op) {
+    case 0:
+        /* As QEMU: compressed data is always dropped, other only on unmap. */
+        if (t == QCOW2_CLUSTER_COMPRESSED || (unmap && is_allocated(t))) {
+            return QCOW_OFLAG_ZERO;
+        }
+        return old | QCOW_OFLAG_ZERO;
+    case 1:
+        if (bs->backing || is_allocated(t)) {
+            return s->version >= 3 ? QCOW_OFLAG_ZERO : 0;
+        }
+        return old;
+    default:
+        return 0;
+    }
+}
+
+/*
+ * Applies op to guest clusters [first, first + nb), one L2 table at a
+ * time: entries written, then what they referenced freed (deferred).
+ */
+static int change_clusters(BlockDriverState *bs, uint64_t first, uint64_t nb,
+                           int op, bool unmap, Qcow2FreeKind kind)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    while (nb > 0) {
+        uint64_t l1_index = first >> s->l2_bits;
+        uint64_t idx = first & (s->l2_size - 1);
+        uint64_t n = MIN(nb, s->l2_size - idx), i, lo = n, hi = 0;
+        g_autofree uint64_t *entries = NULL;
+        g_autofree uint64_t *old = NULL;
+        uint64_t *l2;
+        int ret;
+
+        /* Look first: nothing to change means no table to allocate. */
+        ret = qcow2_get_l2(bs, l1_index, &l2);
+        if (ret < 0) {
+            return ret;
+        }
+        for (i = 0; i < n; i++) {
+            uint64_t e = l2 ? l2[idx + i] : 0;
+
+            if (new_entry(bs, e, op, unmap) != e) {
+                lo = MIN(lo, i);
+                hi = i + 1;
+            }
+        }
+        if (l2) {
+            qcow2_cache_put(s->l2_cache, l2);
+        }
+        if (lo < hi) {
+            ret = qcow2_get_l2_for_write(bs, l1_index, &l2);
+            if (ret < 0) {
+                return ret;
+            }
+            entries = g_new(uint64_t, hi - lo);
+            old = g_new(uint64_t, hi - lo);
+            memcpy(old, l2 + idx + lo, (hi - lo) * 8);
+            for (i = 0; i < hi - lo; i++) {
+                entries[i] = new_entry(bs, old[i], op, unmap);
+            }
+            ret = qcow2_write_l2_entries(bs, l1_index, l2, idx + lo, hi - lo,
+                                         entries);
+            qcow2_cache_put(s->l2_cache, l2);
+            if (ret < 0) {
+                return ret;
+            }
+            for (i = 0; i < hi - lo; i++) {
+                uint64_t was = old[i] & L2E_OFFSET_MASK;
+
+                if ((entries[i] & L2E_OFFSET_MASK) != was ||
+                    qcow2_cluster_type(s, old[i]) == QCOW2_CLUSTER_COMPRESSED) {
+                    qcow2_free_entry(bs, old[i], kind);
+                }
+            }
+        }
+        first += n;
+        nb -= n;
+    }
+    return 0;
+}
+
+int qcow2_zero_clusters(BlockDriverState *bs, uint64_t first, uint64_t nb,
+                        bool unmap)
+{
+    return change_clusters(bs, first, nb, 0, unmap, QCOW2_FREE_REQUEST);
+}
+
+int qcow2_discard_clusters(BlockDriverState *bs, uint64_t first, uint64_t nb,
+                           bool full, Qcow2FreeKind kind)
+{
+    return change_clusters(bs, first, nb, full ? 2 : 1, false, kind);
+}
+
+/* ---- compressed clusters ----------------------------------------------- */
+
+int qcow2_read_compressed(BlockDriverState *bs, uint64_t l2_entry, void *buf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t coffset = l2_entry & s->coffset_mask;
+    uint64_t start, len, end, file_len = bdrv_child_getlength(bs->file);
+    g_autofree uint8_t *cbuf = NULL;
+    z_stream z = { 0 };
+    int ret;
+
+    qcow2_compressed_range(s, l2_entry, &start, &len);
+    /* The last sector may reach past the end of the file. */
+    end = MIN(start + len, file_len);
+    if (coffset >= end) {
+        return -EIO;
+    }
+    cbuf = g_malloc(end - coffset);
+    ret = bdrv_pread(bs->file, coffset, end - coffset, cbuf, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    /* A raw deflate stream, as QEMU writes it. */
+    if (inflateInit2(&z, -15) != Z_OK) {
+        return -ENOMEM;
+    }
+    z.next_in = cbuf;
+    z.avail_in = end - coffset;
+    z.next_out = buf;
+    z.avail_out = s->cluster_size;
+    ret = inflate(&z, Z_FINISH);
+    /* Decompression stops once it has a cluster; trailing bytes are slack. */
+    ret = (ret == Z_STREAM_END || ret == Z_BUF_ERROR) && z.avail_out == 0 ?
+          0 : -EIO;
+    inflateEnd(&z);
+    return ret;
+}

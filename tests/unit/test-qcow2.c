@@ -1,0 +1,1231 @@
+/*
+ * The qcow2 driver against QEMU's own tools: images made by qemu-img and
+ * qemu-io read back as `qemu-img convert -O raw` says; images blkd wrote
+ * pass `qemu-img check` and `qemu-img compare` against a raw file that got
+ * the same operations; refusals say why. Skips without qemu-img/qemu-io.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "block-test-helpers.h"
+#include "block/qapi.h"
+#include "util/main-loop.h"
+
+#define KiB ((int64_t)1024)
+#define MiB ((int64_t)1024 * 1024)
+
+static char *tmpdir;
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static bool have_qemu_tools(void)
+{
+    g_autofree char *img = g_find_program_in_path("qemu-img");
+    g_autofree char *io = g_find_program_in_path("qemu-io");
+
+    if (!img || !io) {
+        g_test_skip("qemu-img or qemu-io missing");
+        return false;
+    }
+    return true;
+}
+
+/* Runs a shell command in tmpdir; returns its exit status, output in *out. */
+static int G_GNUC_PRINTF(2, 3) sh(char **out, const char *fmt, ...)
+{
+    g_autofree char *cmd = NULL;
+    g_autofree char *o = NULL, *e = NULL;
+    const char *argv[] = { "/bin/sh", "-c", NULL, NULL };
+    g_autoptr(GError) err = NULL;
+    int status;
+    va_list ap;
+
+    va_start(ap, fmt);
+    cmd = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    argv[2] = cmd;
+    g_assert_true(g_spawn_sync(tmpdir, (char **)argv, NULL, 0, NULL, NULL,
+                               &o, &e, &status, &err));
+    if (out) {
+        *out = g_strconcat(o, e, NULL);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+#define SH_OK(...) do { \
+        g_autofree char *out_ = NULL; \
+        int st_ = sh(&out_, __VA_ARGS__); \
+        if (st_ != 0) { \
+            g_printerr("command failed (%d): %s\n", st_, out_); \
+        } \
+        g_assert_cmpint(st_, ==, 0); \
+    } while (0)
+
+static char *path_of(const char *name)
+{
+    return g_build_filename(tmpdir, name, NULL);
+}
+
+/* Opens image name as node "q"; extra is more members of the qcow2 object. */
+static BlockDriverState *open_qcow2(const char *name, bool read_only,
+                                    const char *extra, Error **errp)
+{
+    g_autofree char *path = path_of(name);
+    g_autofree char *json = g_strdup_printf(
+        "{\"driver\": \"qcow2\", \"node-name\": \"q\", \"discard\": \"unmap\","
+        " \"read-only\": %s, \"file\": {\"driver\": \"file\", \"filename\": \"%s\"}%s%s}",
+        read_only ? "true" : "false", path, extra ? ", " : "", extra ? extra : "");
+
+    return block_test_open(json, errp);
+}
+
+static BlockBackend *attach(BlockDriverState *bs, bool write)
+{
+    return block_test_backend(bs, "test", write ? BLOCK_TEST_RW :
+                              BLK_PERM_CONSISTENT_READ, BLK_PERM_ALL);
+}
+
+static void close_node(BlockBackend *blk)
+{
+    blk_unref(blk);
+    g_assert_true(bdrv_del_node("q", &error_abort));
+}
+
+static uint8_t *read_file(const char *name, gsize *len)
+{
+    g_autofree char *path = path_of(name);
+    char *data;
+
+    g_assert_true(g_file_get_contents(path, &data, len, NULL));
+    return (uint8_t *)data;
+}
+
+/* Reads the whole image through blkd and compares with qemu-img's raw. */
+static void assert_reads_like_qemu(const char *name, const char *extra)
+{
+    BlockDriverState *bs = open_qcow2(name, true, extra, &error_abort);
+    BlockBackend *blk = attach(bs, false);
+    int64_t len = blk_getlength(blk);
+    g_autofree uint8_t *got = g_malloc(len);
+    g_autofree uint8_t *want = NULL;
+    gsize want_len;
+
+    g_assert_cmpint(blk_pread(blk, 0, len, got, 0), ==, 0);
+    close_node(blk);
+    SH_OK("qemu-img convert -O raw %s expect.raw", name);
+    want = read_file("expect.raw", &want_len);
+    g_assert_cmpint(want_len, ==, len);
+    g_assert_true(memcmp(got, want, len) == 0);
+}
+
+/* No errors and no leaks, as `qemu-img check` sees it. */
+static void assert_check_clean(const char *name)
+{
+    SH_OK("qemu-img check %s", name);
+}
+
+static void assert_same_as_raw(const char *name, const char *raw)
+{
+    SH_OK("qemu-img compare -f qcow2 -F raw %s %s", name, raw);
+}
+
+/* ---- reading what QEMU wrote ------------------------------------------- */
+
+/* Data, zero clusters (plain and preallocated), discards, partial clusters. */
+static void make_mixed_image(const char *name, const char *opts, int64_t cs)
+{
+    SH_OK("qemu-img create -q -f qcow2 -o %s,cluster_size=%" G_GINT64_FORMAT
+          " %s %" G_GINT64_FORMAT, opts, cs, name, MAX(8 * MiB, 8 * cs));
+    SH_OK("qemu-io -c 'write -P 0x11 0 %" G_GINT64_FORMAT "'"
+          " -c 'write -P 0x22 %" G_GINT64_FORMAT " 3000'"
+          " -c 'write -P 0x33 1M 1M' -c 'write -P 0x44 5000000 1234567'"
+          " -c 'write -z 1M 512K' -c 'write -z -u 1536K 256K'"
+          " -c 'discard 7M 1M' -c 'write -P 0x55 8387584 512' %s",
+          3 * cs + 100, 5 * cs - 1000, name);
+}
+
+static void test_read_cluster_512(void)
+{
+    if (!have_qemu_tools()) {
+        return;
+    }
+    make_mixed_image("r512.qcow2", "compat=1.1", 512);
+    assert_reads_like_qemu("r512.qcow2", NULL);
+}
+
+static void test_read_cluster_64k(void)
+{
+    if (!have_qemu_tools()) {
+        return;
+    }
+    make_mixed_image("r64k.qcow2", "compat=1.1", 64 * KiB);
+    assert_reads_like_qemu("r64k.qcow2", NULL);
+}
+
+static void test_read_cluster_2m(void)
+{
+    if (!have_qemu_tools()) {
+        return;
+    }
+    make_mixed_image("r2m.qcow2", "compat=1.1", 2 * MiB);
+    assert_reads_like_qemu("r2m.qcow2", NULL);
+}
+
+static void test_read_v2(void)
+{
+    if (!have_qemu_tools()) {
+        return;
+    }
+    make_mixed_image("rv2.qcow2", "compat=0.10", 64 * KiB);
+    assert_reads_like_qemu("rv2.qcow2", NULL);
+}
+
+static void test_read_compressed(void)
+{
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 src.qcow2 6M");
+    SH_OK("qemu-io -c 'write -P 0x61 0 1M' -c 'write -P 0x62 1000000 3M'"
+          " -c 'write -z 4M 64K' src.qcow2");
+    SH_OK("qemu-img convert -c -O qcow2 -o cluster_size=4096 src.qcow2 c4k.qcow2");
+    SH_OK("qemu-img convert -c -O qcow2 src.qcow2 c64k.qcow2");
+    assert_reads_like_qemu("c4k.qcow2", NULL);
+    assert_reads_like_qemu("c64k.qcow2", NULL);
+}
+
+static void test_read_backing_chain(void)
+{
+    if (!have_qemu_tools()) {
+        return;
+    }
+    /* The backing file is shorter: past its end reads zeroes. */
+    SH_OK("qemu-img create -q -f qcow2 base.qcow2 3M");
+    SH_OK("qemu-io -c 'write -P 0x71 0 3M' base.qcow2");
+    SH_OK("qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 mid.qcow2 4M");
+    SH_OK("qemu-io -c 'write -P 0x72 100K 200K' -c 'write -z 1M 128K'"
+          " mid.qcow2");
+    SH_OK("qemu-img create -q -f qcow2 -o compat=0.10 -b mid.qcow2 -F qcow2 "
+          "top.qcow2 6M");
+    SH_OK("qemu-io -c 'write -P 0x73 150K 10K' top.qcow2");
+    assert_reads_like_qemu("top.qcow2", NULL);
+}
+
+/* ---- block status and queries ------------------------------------------ */
+
+static void test_block_status_kinds(void)
+{
+    BlockDriverState *bs;
+    BlockDriverState *file;
+    int64_t pnum, map;
+    int ret;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 bsraw.qcow2 1M");
+    SH_OK("qemu-io -c 'write -P 1 0 64K' -c 'write -P 2 64K 64K'"
+          " -c 'write -z 64K 64K' -c 'write -z 128K 64K' bsraw.qcow2");
+    SH_OK("qemu-img convert -c -O qcow2 bsraw.qcow2 bsc.qcow2");
+    SH_OK("qemu-io -c 'write -P 3 256K 64K' bsraw.qcow2");
+
+    bs = open_qcow2("bsraw.qcow2", true, NULL, &error_abort);
+    ret = bdrv_block_status(bs, true, 0, 1 * MiB, &pnum, &map, &file);
+    g_assert_cmpint(ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID |
+                           BDRV_BLOCK_ALLOCATED), ==,
+                    BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID | BDRV_BLOCK_ALLOCATED);
+    g_assert_cmpint(pnum, ==, 64 * KiB);
+    g_assert_true(file == bdrv_file_bs(bs));
+    /* preallocated zero: zero, with its offset */
+    ret = bdrv_block_status(bs, true, 64 * KiB, 1 * MiB, &pnum, &map, &file);
+    g_assert_cmpint(ret & ~BDRV_BLOCK_EOF, ==,
+                    BDRV_BLOCK_ZERO | BDRV_BLOCK_OFFSET_VALID | BDRV_BLOCK_ALLOCATED);
+    ret = bdrv_block_status(bs, true, 128 * KiB, 1 * MiB, &pnum, &map, &file);
+    g_assert_cmpint(ret & ~BDRV_BLOCK_EOF, ==, BDRV_BLOCK_ZERO | BDRV_BLOCK_ALLOCATED);
+    g_assert_cmpint(pnum, ==, 64 * KiB);
+    ret = bdrv_block_status(bs, true, 192 * KiB, 1 * MiB, &pnum, &map, &file);
+    g_assert_cmpint(ret & ~BDRV_BLOCK_EOF, ==, 0);
+    g_assert_cmpint(pnum, ==, 64 * KiB);
+    g_assert_true(bdrv_del_node("q", &error_abort));
+
+    bs = open_qcow2("bsc.qcow2", true, NULL, &error_abort);
+    ret = bdrv_block_status(bs, true, 0, 1 * MiB, &pnum, &map, &file);
+    g_assert_cmpint(ret & ~BDRV_BLOCK_EOF, ==, BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED);
+    g_assert_true(bdrv_del_node("q", &error_abort));
+}
+
+static void test_query_info(void)
+{
+    BlockDriverState *bs;
+    g_autoptr(BlockDeviceInfo) info = NULL;
+    ImageInfoSpecificQCow2 *q;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 -o cluster_size=4096,refcount_bits=8,"
+          "lazy_refcounts=on qi.qcow2 1M");
+    bs = open_qcow2("qi.qcow2", true, NULL, &error_abort);
+    info = bdrv_query_node_info(bs, true);
+    g_assert_cmpint(info->image->cluster_size, ==, 4096);
+    g_assert_true(info->image->has_dirty_flag && !info->image->dirty_flag);
+    g_assert_cmpint(info->image->virtual_size, ==, 1 * MiB);
+    g_assert_true(info->image->has_actual_size);
+    q = info->image->format_specific->u.qcow2.data;
+    g_assert_cmpstr(q->compat, ==, "1.1");
+    g_assert_cmpint(q->refcount_bits, ==, 8);
+    g_assert_true(q->has_lazy_refcounts && q->lazy_refcounts);
+    g_assert_true(q->has_corrupt && !q->corrupt);
+    g_assert_true(q->has_extended_l2 && !q->extended_l2);
+    g_assert_cmpint(q->compression_type, ==, QCOW2_COMPRESSION_TYPE_ZLIB);
+    g_assert_true(bdrv_del_node("q", &error_abort));
+
+    SH_OK("qemu-img create -q -f qcow2 -o compat=0.10 qi2.qcow2 1M");
+    bs = open_qcow2("qi2.qcow2", true, NULL, &error_abort);
+    qapi_free_BlockDeviceInfo(info);
+    info = bdrv_query_node_info(bs, true);
+    q = info->image->format_specific->u.qcow2.data;
+    g_assert_cmpstr(q->compat, ==, "0.10");
+    g_assert_cmpint(q->refcount_bits, ==, 16);
+    g_assert_false(q->has_corrupt);
+    g_assert_true(bdrv_del_node("q", &error_abort));
+}
+
+/* ---- writing: random operations against a raw reference ---------------- */
+
+typedef struct Workload {
+    BlockBackend *blk;
+    int ref_fd;
+    int64_t size, cs;
+    bool v2, backing;
+    GRand *rand;
+} Workload;
+
+static void ref_write(Workload *w, int64_t off, int64_t len, const uint8_t *buf)
+{
+    g_assert_cmpint(pwrite(w->ref_fd, buf, len, off), ==, len);
+}
+
+static void ref_zero(Workload *w, int64_t off, int64_t len)
+{
+    g_autofree uint8_t *z = g_malloc0(len);
+
+    ref_write(w, off, len, z);
+}
+
+static void op_write(Workload *w, int64_t off, int64_t len)
+{
+    g_autofree uint8_t *buf = g_malloc(len);
+    uint8_t v = g_rand_int(w->rand);
+    int64_t i;
+
+    for (i = 0; i < len; i++) {
+        buf[i] = v + i / 512;
+    }
+    g_assert_cmpint(blk_pwrite(w->blk, off, len, buf, 0), ==, 0);
+    ref_write(w, off, len, buf);
+}
+
+static void op_zero(Workload *w, int64_t off, int64_t len, bool unmap)
+{
+    g_assert_cmpint(blk_pwrite_zeroes(w->blk, off, len,
+                                      unmap ? BDRV_REQ_MAY_UNMAP : 0), ==, 0);
+    ref_zero(w, off, len);
+}
+
+/* Whole clusters read as zeroes afterwards; parts of clusters are kept. */
+static void op_discard(Workload *w, int64_t off, int64_t len)
+{
+    int64_t lo = (off + w->cs - 1) / w->cs * w->cs;
+    int64_t hi = off + len == w->size ? off + len : (off + len) / w->cs * w->cs;
+
+    g_assert_cmpint(blk_pdiscard(w->blk, off, len), ==, 0);
+    if (hi > lo && !(w->v2 && w->backing)) {
+        ref_zero(w, lo, hi - lo);
+    }
+}
+
+static int64_t rand_len(Workload *w)
+{
+    switch (g_rand_int_range(w->rand, 0, 4)) {
+    case 0:
+        return g_rand_int_range(w->rand, 1, 4097);
+    case 1:
+        return w->cs + g_rand_int_range(w->rand, -100, 100);
+    case 2:
+        return g_rand_int_range(w->rand, 1, 4 * w->cs);
+    default:
+        return w->cs * g_rand_int_range(w->rand, 1, 9);
+    }
+}
+
+static void random_ops(Workload *w, int n)
+{
+    while (n-- > 0) {
+        int64_t len = MIN(MAX(rand_len(w), 1), w->size);
+        int64_t off = g_rand_double(w->rand) * (w->size - len + 1);
+        int kind = g_rand_int_range(w->rand, 0, 10);
+
+        if (kind < 6) {
+            op_write(w, off, len);
+        } else if (kind < 8) {
+            op_zero(w, off, len, kind == 7);
+        } else {
+            op_discard(w, off, len);
+        }
+    }
+}
+
+/*
+ * Writes random operations into a new image made with create_opts (and
+ * backing base.raw-in-qcow2 when backing), closes, then checks the image
+ * with qemu-img against the reference.
+ */
+static void run_workload_opts(const char *create_opts, int64_t cs,
+                              int64_t size, bool backing, int nops,
+                              int64_t stride, const char *open_extra)
+{
+    Workload w = { .size = size, .cs = cs, .backing = backing };
+    g_autofree char *ref = path_of("ref.raw");
+    BlockDriverState *bs;
+    int i;
+
+    w.v2 = strstr(create_opts, "compat=0.10") != NULL;
+    w.rand = g_rand_new_with_seed(g_test_rand_int());
+    if (backing) {
+        SH_OK("qemu-img create -q -f qcow2 wbase.qcow2 %" G_GINT64_FORMAT, size / 2);
+        SH_OK("qemu-io -c 'write -P 0x5a 0 %" G_GINT64_FORMAT "' wbase.qcow2", size / 2);
+        SH_OK("qemu-img create -q -f qcow2 -o %s,cluster_size=%" G_GINT64_FORMAT
+              " -b wbase.qcow2 -F qcow2 w.qcow2 %" G_GINT64_FORMAT,
+              create_opts, cs, size);
+        SH_OK("qemu-img convert -O raw w.qcow2 ref.raw");
+    } else {
+        SH_OK("qemu-img create -q -f qcow2 -o %s,cluster_size=%" G_GINT64_FORMAT
+              " w.qcow2 %" G_GINT64_FORMAT, create_opts, cs, size);
+        SH_OK("rm -f ref.raw && truncate -s %" G_GINT64_FORMAT " ref.raw", size);
+    }
+    w.ref_fd = open(ref, O_RDWR);
+    g_assert_cmpint(w.ref_fd, >=, 0);
+
+    bs = open_qcow2("w.qcow2", false, open_extra, &error_abort);
+    w.blk = attach(bs, true);
+    random_ops(&w, nops);
+    /* Spread over the image: more L2 tables, refcount blocks, a longer L1. */
+    for (i = 0; stride && i < size / stride; i++) {
+        op_write(&w, i * stride + g_rand_int_range(w.rand, 0, 512),
+                 MIN(stride / 2, 64 * KiB));
+    }
+    random_ops(&w, nops);
+    g_assert_cmpint(blk_flush(w.blk), ==, 0);
+    close_node(w.blk);
+    close(w.ref_fd);
+    g_rand_free(w.rand);
+
+    assert_check_clean("w.qcow2");
+    assert_same_as_raw("w.qcow2", "ref.raw");
+}
+
+static void run_workload(const char *create_opts, int64_t cs, int64_t size,
+                         bool backing, int nops, int64_t stride)
+{
+    run_workload_opts(create_opts, cs, size, backing, nops, stride, NULL);
+}
+
+static void test_write_cluster_512(void)
+{
+    if (have_qemu_tools()) {
+        /* 16 MiB of 512-byte clusters: 512 L2 tables, the refcount table grows. */
+        run_workload("compat=1.1", 512, 16 * MiB, false, 300, 16 * KiB);
+    }
+}
+
+static void test_write_cluster_64k(void)
+{
+    if (have_qemu_tools()) {
+        /* 2 GiB: more than one L2 table and one refcount block. */
+        run_workload("compat=1.1", 64 * KiB, 2048 * MiB, false, 200, 16 * MiB);
+    }
+}
+
+static void test_write_cluster_2m(void)
+{
+    if (have_qemu_tools()) {
+        run_workload("compat=1.1", 2 * MiB, 64 * MiB, false, 100, 0);
+    }
+}
+
+static void test_write_v2(void)
+{
+    if (have_qemu_tools()) {
+        run_workload("compat=0.10", 4 * KiB, 32 * MiB, false, 300, 1 * MiB);
+    }
+}
+
+static void test_write_over_backing(void)
+{
+    if (have_qemu_tools()) {
+        run_workload("compat=1.1", 64 * KiB, 16 * MiB, true, 300, 0);
+    }
+}
+
+static void test_write_v2_over_backing(void)
+{
+    if (have_qemu_tools()) {
+        run_workload("compat=0.10", 4 * KiB, 8 * MiB, true, 300, 0);
+    }
+}
+
+/* O_DIRECT: metadata smaller than a block goes through read-modify-write. */
+static void test_write_cache_direct(void)
+{
+    if (have_qemu_tools()) {
+        run_workload_opts("compat=1.1", 512, 8 * MiB, true, 200, 64 * KiB,
+                          "\"cache\": {\"direct\": true}");
+    }
+}
+
+static void test_write_refcount_widths(void)
+{
+    static const int widths[] = { 1, 2, 4, 8, 32, 64 };
+    size_t i;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    for (i = 0; i < G_N_ELEMENTS(widths); i++) {
+        g_autofree char *opts = g_strdup_printf("refcount_bits=%d", widths[i]);
+
+        run_workload(opts, 512, 4 * MiB, false, 100, 64 * KiB);
+    }
+}
+
+/* A partial write into a compressed cluster: new cluster, old one freed. */
+static void test_write_over_compressed(void)
+{
+    Workload w = { .size = 4 * MiB, .cs = 64 * KiB };
+    BlockDriverState *bs;
+    g_autofree char *ref = path_of("cref.raw");
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f raw cref.raw 4M");
+    SH_OK("qemu-io -f raw -c 'write -P 0x31 0 3M' -c 'write -P 0x32 100K 5K' cref.raw");
+    SH_OK("qemu-img convert -c -f raw -O qcow2 cref.raw wc.qcow2");
+    w.ref_fd = open(ref, O_RDWR);
+    w.rand = g_rand_new_with_seed(g_test_rand_int());
+    bs = open_qcow2("wc.qcow2", false, NULL, &error_abort);
+    w.blk = attach(bs, true);
+    op_write(&w, 70 * KiB, 1000);
+    op_write(&w, 1 * MiB - 10, 200 * KiB);
+    op_zero(&w, 2 * MiB, 64 * KiB, false);
+    op_discard(&w, 2 * MiB + 64 * KiB, 64 * KiB);
+    close_node(w.blk);
+    close(w.ref_fd);
+    g_rand_free(w.rand);
+    assert_check_clean("wc.qcow2");
+    assert_same_as_raw("wc.qcow2", "cref.raw");
+}
+
+/* Writes never reach clusters an internal snapshot shares. */
+static void test_write_keeps_snapshot(void)
+{
+    Workload w = { .size = 4 * MiB, .cs = 64 * KiB };
+    g_autofree char *ref = path_of("sref.raw");
+    BlockDriverState *bs;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 sn.qcow2 4M");
+    SH_OK("qemu-io -c 'write -P 0x41 0 4M' sn.qcow2");
+    SH_OK("qemu-img snapshot -c s1 sn.qcow2");
+    SH_OK("qemu-img convert -O raw sn.qcow2 snap.raw && cp snap.raw sref.raw");
+    w.ref_fd = open(ref, O_RDWR);
+    w.rand = g_rand_new_with_seed(g_test_rand_int());
+    bs = open_qcow2("sn.qcow2", false, NULL, &error_abort);
+    w.blk = attach(bs, true);
+    random_ops(&w, 100);
+    close_node(w.blk);
+    close(w.ref_fd);
+    g_rand_free(w.rand);
+    assert_check_clean("sn.qcow2");
+    assert_same_as_raw("sn.qcow2", "sref.raw");
+    SH_OK("qemu-img convert -l snapshot.name=s1 -O raw sn.qcow2 snap-after.raw");
+    SH_OK("cmp snap.raw snap-after.raw");
+}
+
+/* ---- concurrency ------------------------------------------------------- */
+
+#define NWRITERS 4
+
+typedef struct Writer {
+    BlockBackend *blk;
+    int index;
+    int64_t cs, size;
+} Writer;
+
+/* Writer i writes its quarter of every cluster, several times over. */
+static gpointer writer_thread(gpointer opaque)
+{
+    Writer *wr = opaque;
+    int64_t part = wr->cs / NWRITERS, c;
+    g_autofree uint8_t *buf = g_malloc(part);
+    int round;
+
+    memset(buf, 0x10 + wr->index, part);
+    for (round = 0; round < 2; round++) {
+        for (c = 0; c < wr->size; c += wr->cs) {
+            g_assert_cmpint(blk_pwrite(wr->blk, c + wr->index * part, part, buf, 0),
+                            ==, 0);
+        }
+    }
+    return NULL;
+}
+
+static gint readers_stop;
+
+/* Whatever is read is old (the backing's 0x5a) or new, never garbage. */
+static gpointer reader_thread(gpointer opaque)
+{
+    Writer *wr = opaque;
+    g_autofree uint8_t *buf = g_malloc(256 * KiB);
+
+    while (!g_atomic_int_get(&readers_stop)) {
+        int64_t off = g_random_int_range(0, wr->size / (256 * KiB)) * 256 * KiB;
+        int64_t i;
+
+        g_assert_cmpint(blk_pread(wr->blk, off, 256 * KiB, buf, 0), ==, 0);
+        for (i = 0; i < 256 * KiB; i++) {
+            int q = (off + i) % wr->cs / (wr->cs / NWRITERS);
+
+            if (buf[i] != 0x5a && buf[i] != 0x10 + q) {
+                g_error("garbage %#x at %" G_GINT64_FORMAT, buf[i], off + i);
+            }
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_writers(void)
+{
+    Writer wr[NWRITERS + 1];
+    GThread *th[NWRITERS + 1];
+    BlockDriverState *bs;
+    BlockBackend *blk;
+    int64_t cs = 64 * KiB, size = 32 * MiB, part = cs / NWRITERS, c;
+    g_autofree uint8_t *ref = g_malloc(size);
+    g_autofree char *refpath = path_of("tref.raw");
+    int i;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 tbase.qcow2 32M");
+    SH_OK("qemu-io -c 'write -P 0x5a 0 32M' tbase.qcow2");
+    SH_OK("qemu-img create -q -f qcow2 -b tbase.qcow2 -F qcow2 t.qcow2 32M");
+    bs = open_qcow2("t.qcow2", false, NULL, &error_abort);
+    blk = attach(bs, true);
+    g_atomic_int_set(&readers_stop, 0);
+    for (i = 0; i <= NWRITERS; i++) {
+        wr[i] = (Writer) { .blk = blk, .index = i, .cs = cs, .size = size };
+        th[i] = g_thread_new("qcow2-test", i < NWRITERS ? writer_thread :
+                             reader_thread, &wr[i]);
+    }
+    for (i = 0; i < NWRITERS; i++) {
+        g_thread_join(th[i]);
+    }
+    g_atomic_int_set(&readers_stop, 1);
+    g_thread_join(th[NWRITERS]);
+    close_node(blk);
+
+    for (c = 0; c < size; c += cs) {
+        for (i = 0; i < NWRITERS; i++) {
+            memset(ref + c + i * part, 0x10 + i, part);
+        }
+    }
+    g_assert_true(g_file_set_contents(refpath, (char *)ref, size, NULL));
+    assert_check_clean("t.qcow2");
+    assert_same_as_raw("t.qcow2", "tref.raw");
+}
+
+typedef struct MixedWorker {
+    BlockBackend *blk;
+    uint8_t *ref;           /* shared; each worker owns its clusters' bytes */
+    int index;
+    int64_t cs, size;
+} MixedWorker;
+
+/* Random writes, zeroes and discards in the clusters c with c % 4 == index. */
+static gpointer mixed_thread(gpointer opaque)
+{
+    MixedWorker *mw = opaque;
+    int64_t nclusters = mw->size / mw->cs;
+    g_autofree uint8_t *buf = g_malloc(mw->cs);
+    GRand *r = g_rand_new_with_seed(mw->index);
+    int i;
+
+    for (i = 0; i < 400; i++) {
+        int64_t c = g_rand_int_range(r, 0, nclusters / NWRITERS) * NWRITERS + mw->index;
+        int64_t start = g_rand_int_range(r, 0, mw->cs);
+        int64_t len = g_rand_int_range(r, 1, mw->cs - start + 1);
+        int64_t off = c * mw->cs + start;
+
+        switch (g_rand_int_range(r, 0, 6)) {
+        case 0:
+            g_assert_cmpint(blk_pdiscard(mw->blk, c * mw->cs, mw->cs), ==, 0);
+            memset(mw->ref + c * mw->cs, 0, mw->cs);
+            break;
+        case 1:
+            g_assert_cmpint(blk_pwrite_zeroes(mw->blk, off, len, BDRV_REQ_MAY_UNMAP),
+                            ==, 0);
+            memset(mw->ref + off, 0, len);
+            break;
+        default:
+            memset(buf, g_rand_int(r), len);
+            g_assert_cmpint(blk_pwrite(mw->blk, off, len, buf, 0), ==, 0);
+            memcpy(mw->ref + off, buf, len);
+        }
+    }
+    g_rand_free(r);
+    return NULL;
+}
+
+static gpointer flusher_thread(gpointer opaque)
+{
+    BlockBackend *blk = opaque;
+
+    while (!g_atomic_int_get(&readers_stop)) {
+        g_assert_cmpint(blk_flush(blk), ==, 0);
+        g_usleep(1000);
+    }
+    return NULL;
+}
+
+/* Neighbouring clusters, shared tables, flushes freeing clusters meanwhile. */
+static void test_concurrent_mixed(void)
+{
+    MixedWorker mw[NWRITERS];
+    GThread *th[NWRITERS], *flusher;
+    BlockDriverState *bs;
+    BlockBackend *blk;
+    int64_t cs = 4 * KiB, size = 4 * MiB;
+    g_autofree uint8_t *ref = g_malloc0(size);
+    g_autofree char *refpath = path_of("mref.raw");
+    int i;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 -o cluster_size=4096 m.qcow2 4M");
+    bs = open_qcow2("m.qcow2", false, NULL, &error_abort);
+    blk = attach(bs, true);
+    g_atomic_int_set(&readers_stop, 0);
+    flusher = g_thread_new("flusher", flusher_thread, blk);
+    for (i = 0; i < NWRITERS; i++) {
+        mw[i] = (MixedWorker) { .blk = blk, .ref = ref, .index = i, .cs = cs,
+                                .size = size };
+        th[i] = g_thread_new("mixed", mixed_thread, &mw[i]);
+    }
+    for (i = 0; i < NWRITERS; i++) {
+        g_thread_join(th[i]);
+    }
+    g_atomic_int_set(&readers_stop, 1);
+    g_thread_join(flusher);
+    close_node(blk);
+    g_assert_true(g_file_set_contents(refpath, (char *)ref, size, NULL));
+    assert_check_clean("m.qcow2");
+    assert_same_as_raw("m.qcow2", "mref.raw");
+}
+
+/* With discard=unmap, freed clusters are punched out of the file too. */
+static void test_discard_reaches_file(void)
+{
+    BlockDriverState *bs;
+    BlockBackend *blk;
+    g_autofree char *before = NULL, *after = NULL;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 d.qcow2 8M");
+    SH_OK("qemu-io -c 'write -P 0x13 0 8M' d.qcow2");
+    g_assert_cmpint(sh(&before, "du -k d.qcow2 | cut -f1"), ==, 0);
+    bs = open_qcow2("d.qcow2", false, NULL, &error_abort);
+    blk = attach(bs, true);
+    g_assert_cmpint(blk_pdiscard(blk, 0, 6 * MiB), ==, 0);
+    g_assert_cmpint(blk_flush(blk), ==, 0);
+    close_node(blk);
+    g_assert_cmpint(sh(&after, "du -k d.qcow2 | cut -f1"), ==, 0);
+    g_assert_cmpint(atoi(after), <, atoi(before) - 5 * 1024);
+    assert_check_clean("d.qcow2");
+}
+
+/* ---- layout and performance -------------------------------------------- */
+
+/* A fresh image written front to back keeps its data in one extent. */
+static void test_sequential_write_is_contiguous(void)
+{
+    BlockDriverState *bs;
+    BlockBackend *blk;
+    g_autofree uint8_t *buf = g_malloc(64 * KiB);
+    g_autofree char *map = NULL;
+    g_auto(GStrv) lines = NULL;
+    int64_t off;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 seq.qcow2 64M");
+    bs = open_qcow2("seq.qcow2", false, NULL, &error_abort);
+    blk = attach(bs, true);
+    memset(buf, 0x77, 64 * KiB);
+    for (off = 0; off < 64 * MiB; off += 64 * KiB) {
+        g_assert_cmpint(blk_pwrite(blk, off, 64 * KiB, buf, 0), ==, 0);
+    }
+    close_node(blk);
+    assert_check_clean("seq.qcow2");
+    g_assert_cmpint(sh(&map, "qemu-img map --output=json seq.qcow2"), ==, 0);
+    /* One line: one extent of data, mapped contiguously. */
+    lines = g_strsplit(map, "\n", -1);
+    g_assert_cmpint(g_strv_length(lines), <=, 2);
+    g_assert_nonnull(strstr(map, "\"length\": 67108864"));
+}
+
+/* ---- resizing ---------------------------------------------------------- */
+
+static void test_grow_reads_zeroes(void)
+{
+    BlockDriverState *bs;
+    BlockBackend *blk;
+    g_autofree uint8_t *buf = g_malloc(2 * MiB);
+    Error *err = NULL;
+    int64_t i;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    /* A longer backing file must not show through the new area. */
+    SH_OK("qemu-img create -q -f qcow2 gbase.qcow2 4M");
+    SH_OK("qemu-io -c 'write -P 0x66 0 4M' gbase.qcow2");
+    SH_OK("qemu-img create -q -f qcow2 -o cluster_size=512 -b gbase.qcow2 -F qcow2 "
+          "g.qcow2 1000K");
+    SH_OK("qemu-io -c 'write -P 0x67 999K 1K' g.qcow2");
+    bs = open_qcow2("g.qcow2", false, NULL, &error_abort);
+    blk = attach(bs, true);
+    g_assert_true(bdrv_truncate(bs, 3 * MiB + 512, &error_abort));
+    g_assert_cmpint(blk_getlength(blk), ==, 3 * MiB + 512);
+    g_assert_cmpint(blk_pread(blk, 1000 * KiB, 2 * MiB, buf, 0), ==, 0);
+    for (i = 0; i < 2 * MiB; i++) {
+        g_assert_cmpint(buf[i], ==, 0);
+    }
+    g_assert_false(bdrv_truncate(bs, 4 * MiB + 1, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==, "The new size must be a multiple of 512");
+    g_clear_pointer(&err, error_free);
+    close_node(blk);
+    assert_check_clean("g.qcow2");
+    SH_OK("qemu-img info g.qcow2 | grep -q 'virtual size: 3 MiB (3146240 bytes)'");
+
+    /* v2 cannot say "zeroes" over a longer backing file: QEMU's error. */
+    SH_OK("qemu-img create -q -f qcow2 -o compat=0.10 -b gbase.qcow2 -F qcow2 "
+          "g2.qcow2 1M");
+    bs = open_qcow2("g2.qcow2", false, NULL, &error_abort);
+    g_assert_false(bdrv_truncate(bs, 2 * MiB, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==,
+                    "Failed to zero out new clusters: Operation not supported");
+    error_free(err);
+    g_assert_true(bdrv_del_node("q", &error_abort));
+}
+
+static void test_shrink_then_grow(void)
+{
+    BlockDriverState *bs;
+    BlockBackend *blk;
+    g_autofree uint8_t *buf = g_malloc(4 * MiB);
+    int64_t i;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 s.qcow2 8M");
+    SH_OK("qemu-io -c 'write -P 0x21 0 8M' s.qcow2");
+    bs = open_qcow2("s.qcow2", false, NULL, &error_abort);
+    blk = attach(bs, true);
+    g_assert_true(bdrv_truncate(bs, 1000448, &error_abort));
+    g_assert_true(bdrv_truncate(bs, 4 * MiB, &error_abort));
+    g_assert_cmpint(blk_pread(blk, 0, 4 * MiB, buf, 0), ==, 0);
+    for (i = 0; i < 4 * MiB; i++) {
+        g_assert_cmpint(buf[i], ==, i < 1000448 ? 0x21 : 0);
+    }
+    close_node(blk);
+    assert_check_clean("s.qcow2");
+    SH_OK("test $(stat -c %%s s.qcow2) -lt 2000000");
+}
+
+/* ---- refusals ---------------------------------------------------------- */
+
+static void assert_open_fails(const char *name, bool read_only, const char *extra,
+                              const char *text)
+{
+    Error *err = NULL;
+
+    g_assert_null(open_qcow2(name, read_only, extra, &err));
+    g_assert_nonnull(err);
+    if (!strstr(error_get_pretty(err), text)) {
+        g_error("'%s' does not contain '%s'", error_get_pretty(err), text);
+    }
+    error_free(err);
+}
+
+/* Sets incompatible feature bits in a v3 header. */
+static void set_incompat(const char *name, uint8_t byte7)
+{
+    SH_OK("printf '\\%03o' %d | dd of=%s bs=1 seek=79 conv=notrunc status=none",
+          byte7, byte7, name);
+}
+
+static void test_refuse_encrypted(void)
+{
+    if (!have_qemu_tools()) {
+        return;
+    }
+    /* AES as qemu-img makes it; LUKS by its method number (its key setup is slow). */
+    SH_OK("qemu-img create -q -f qcow2 --object secret,id=s0,data=pw "
+          "-o encrypt.format=aes,encrypt.key-secret=s0 aes.qcow2 1M");
+    assert_open_fails("aes.qcow2", true, NULL,
+                      "Encrypted qcow2 images are not supported (encryption method 1)");
+    SH_OK("qemu-img create -q -f qcow2 luks.qcow2 1M");
+    SH_OK("printf '\\002' | dd of=luks.qcow2 bs=1 seek=35 conv=notrunc status=none");
+    assert_open_fails("luks.qcow2", true, NULL,
+                      "Encrypted qcow2 images are not supported (encryption method 2)");
+}
+
+static void test_refuse_corrupt_read_write(void)
+{
+    BlockDriverState *bs;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 corrupt.qcow2 1M");
+    set_incompat("corrupt.qcow2", 2);
+    assert_open_fails("corrupt.qcow2", false, NULL,
+                      "qcow2: Image is corrupt; cannot be opened read/write");
+    bs = open_qcow2("corrupt.qcow2", true, NULL, &error_abort);
+    g_assert_nonnull(bs);
+    g_assert_true(bdrv_del_node("q", &error_abort));
+}
+
+static void test_refuse_dirty_read_write(void)
+{
+    BlockDriverState *bs;
+    g_autoptr(BlockDeviceInfo) info = NULL;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 -o lazy_refcounts=on dirty.qcow2 1M");
+    set_incompat("dirty.qcow2", 1);
+    assert_open_fails("dirty.qcow2", false, NULL, "qemu-img check -r all");
+    bs = open_qcow2("dirty.qcow2", true, NULL, &error_abort);
+    info = bdrv_query_node_info(bs, true);
+    g_assert_true(info->image->dirty_flag);
+    g_assert_true(bdrv_del_node("q", &error_abort));
+}
+
+static void test_refuse_extended_l2(void)
+{
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 -o extended_l2=on el2.qcow2 1M");
+    assert_open_fails("el2.qcow2", true, NULL,
+                      "qcow2 images with extended L2 entries are not supported");
+}
+
+static void test_refuse_data_file(void)
+{
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 -o data_file=df.raw df.qcow2 1M");
+    assert_open_fails("df.qcow2", true, NULL,
+                      "qcow2 images with an external data file are not supported");
+}
+
+static void test_refuse_zstd(void)
+{
+    g_autofree char *out = NULL;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    if (sh(&out, "qemu-img create -q -f qcow2 -o compression_type=zstd zs.qcow2 1M")) {
+        g_test_skip("qemu-img without zstd");
+        return;
+    }
+    assert_open_fails("zs.qcow2", true, NULL,
+                      "qcow2 compression type zstd is not supported, only zlib");
+}
+
+static void test_refuse_not_qcow2(void)
+{
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("head -c 1000 /dev/zero > zeroes.img && : > empty.img");
+    assert_open_fails("zeroes.img", true, NULL, "Image is not in qcow2 format");
+    assert_open_fails("empty.img", true, NULL, "Image is not in qcow2 format");
+}
+
+static void test_refuse_unknown_feature(void)
+{
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 unk.qcow2 1M");
+    set_incompat("unk.qcow2", 0x20);
+    assert_open_fails("unk.qcow2", true, NULL,
+                      "Unsupported qcow2 feature(s): Unknown incompatible feature: 5");
+}
+
+/* A backing file named without a format: refused unless 'backing' is given. */
+static void test_backing_without_format(void)
+{
+    BlockDriverState *bs, *base;
+    BlockBackend *blk;
+    g_autofree char *path = path_of("nfbase.qcow2");
+    g_autofree char *json = g_strdup_printf(
+        "{\"driver\": \"qcow2\", \"node-name\": \"nfb\", \"read-only\": true,"
+        " \"file\": {\"driver\": \"file\", \"filename\": \"%s\"}}", path);
+    uint8_t buf[512];
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 nfbase.qcow2 1M");
+    SH_OK("qemu-io -c 'write -P 0x19 0 1M' nfbase.qcow2");
+    SH_OK("qemu-img create -q -f qcow2 -b nfbase.qcow2 -F qcow2 nf.qcow2 1M");
+    /* Rename the backing format extension to an unknown type. */
+    SH_OK("printf '\\001\\002\\003\\004' | "
+          "dd of=nf.qcow2 bs=1 seek=112 conv=notrunc status=none");
+    assert_open_fails("nf.qcow2", true, NULL, "has no format in the image header");
+
+    base = block_test_open(json, &error_abort);
+    bs = open_qcow2("nf.qcow2", true, "\"backing\": \"nfb\"", &error_abort);
+    blk = attach(bs, false);
+    g_assert_cmpint(blk_pread(blk, 4096, sizeof(buf), buf, 0), ==, 0);
+    g_assert_cmpint(buf[0], ==, 0x19);
+    close_node(blk);
+
+    bs = open_qcow2("nf.qcow2", true, "\"backing\": null", &error_abort);
+    blk = attach(bs, false);
+    g_assert_cmpint(blk_pread(blk, 4096, sizeof(buf), buf, 0), ==, 0);
+    g_assert_cmpint(buf[0], ==, 0);
+    close_node(blk);
+    g_assert_true(base != NULL && bdrv_del_node("nfb", &error_abort));
+}
+
+/* An L2 table at an unaligned offset: reads fail, the image is marked. */
+static void test_corruption_marks_image(void)
+{
+    g_autofree char *path = path_of("bad.qcow2");
+    BlockDriverState *bs;
+    BlockBackend *blk;
+    uint64_t l1_offset, entry;
+    uint8_t buf[512];
+    int fd;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 bad.qcow2 1M");
+    SH_OK("qemu-io -c 'write -P 1 0 64K' bad.qcow2");
+    fd = open(path, O_RDWR);
+    g_assert_cmpint(pread(fd, &l1_offset, 8, 40), ==, 8);
+    l1_offset = GUINT64_FROM_BE(l1_offset);
+    g_assert_cmpint(pread(fd, &entry, 8, l1_offset), ==, 8);
+    entry = GUINT64_TO_BE(GUINT64_FROM_BE(entry) + 512);
+    g_assert_cmpint(pwrite(fd, &entry, 8, l1_offset), ==, 8);
+    close(fd);
+
+    bs = open_qcow2("bad.qcow2", false, NULL, &error_abort);
+    blk = attach(bs, true);
+    g_assert_cmpint(blk_pread(blk, 0, sizeof(buf), buf, 0), ==, -EIO);
+    g_assert_cmpint(blk_pwrite(blk, 0, sizeof(buf), buf, 0), ==, -EIO);
+    close_node(blk);
+    SH_OK("qemu-img info bad.qcow2 | grep -q 'corrupt: true'");
+    assert_open_fails("bad.qcow2", false, NULL, "Image is corrupt");
+}
+
+/* ---- header bits ------------------------------------------------------- */
+
+/* Unknown autoclear bits go on a read-write open; extensions stay. */
+static void test_autoclear_cleared(void)
+{
+    BlockDriverState *bs;
+    g_autofree char *out = NULL;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 ac.qcow2 1M");
+    SH_OK("qemu-img bitmap --add ac.qcow2 b0");
+    SH_OK("printf '\\200' | dd of=ac.qcow2 bs=1 seek=88 conv=notrunc status=none");
+    SH_OK("dd if=ac.qcow2 bs=1 skip=104 count=400 status=none > ext-before");
+    bs = open_qcow2("ac.qcow2", false, NULL, &error_abort);
+    g_assert_nonnull(bs);
+    g_assert_true(bdrv_del_node("q", &error_abort));
+    SH_OK("test \"$(od -An -tx1 -j88 -N8 ac.qcow2 | tr -d ' ')\" = 0000000000000000");
+    SH_OK("dd if=ac.qcow2 bs=1 skip=104 count=400 status=none | cmp - ext-before");
+    /*
+     * QEMU now takes the bitmap as stale, as the specification says, and
+     * sees its clusters as leaked: "a program lacking bitmap support
+     * modified this file". Leaks (3), not corruption (2).
+     */
+    g_assert_cmpint(sh(&out, "qemu-img check ac.qcow2"), ==, 3);
+    g_assert_nonnull(strstr(out, "lacking bitmap support"));
+    g_assert_null(strstr(out, "ERROR"));
+}
+
+/* ---- crashes ----------------------------------------------------------- */
+
+/* In a child process: writes until killed. */
+static int crash_child(const char *image)
+{
+    BlockDriverState *bs;
+    BlockBackend *blk;
+    g_autofree uint8_t *buf = g_malloc(8 * KiB);
+    GRand *r = g_rand_new();
+
+    tmpdir = g_path_get_dirname(image);
+    bs = open_qcow2(image + strlen(tmpdir) + 1, false, NULL, &error_abort);
+    blk = attach(bs, true);
+    for (;;) {
+        int64_t len = g_rand_int_range(r, 1, 8 * KiB);
+        int64_t off = g_rand_int_range(r, 0, 32 * MiB - len);
+
+        memset(buf, g_rand_int(r), len);
+        switch (g_rand_int_range(r, 0, 8)) {
+        case 0:
+            blk_pdiscard(blk, off, len * 64);
+            break;
+        case 1:
+            blk_pwrite_zeroes(blk, off, len * 16, BDRV_REQ_MAY_UNMAP);
+            break;
+        case 2:
+            blk_flush(blk);
+            break;
+        default:
+            blk_pwrite(blk, off, len, buf, 0);
+        }
+    }
+    return 0;
+}
+
+static void test_kill_leaves_no_corruption(void)
+{
+    g_autofree char *image = path_of("crash.qcow2");
+    int round;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 -o cluster_size=512 crash.qcow2 32M");
+    for (round = 0; round < 6; round++) {
+        g_autofree char *out = NULL;
+        const char *argv[] = { "/proc/self/exe", NULL };
+        g_auto(GStrv) env = g_environ_setenv(g_get_environ(),
+                                             "QCOW2_CRASH_CHILD", image, true);
+        pid_t pid = fork();
+        int status;
+
+        if (pid == 0) {
+            /* Nothing but async-signal-safe calls between fork and exec. */
+            execve(argv[0], (char **)argv, env);
+            _exit(127);
+        }
+        g_usleep(g_test_rand_int_range(50, 400) * 1000);
+        kill(pid, SIGKILL);
+        g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+        g_assert_true(WIFSIGNALED(status));
+        /* 0: clean; 3: leaked clusters only. Never corruption (2). */
+        status = sh(&out, "qemu-img check crash.qcow2");
+        if (status != 0 && status != 3) {
+            g_error("after kill -9: %s", out);
+        }
+        if (status == 3) {
+            SH_OK("qemu-img check -q -r leaks crash.qcow2");
+        }
+    }
+    assert_reads_like_qemu("crash.qcow2", NULL);
+}
+
+int main(int argc, char **argv)
+{
+    const char *crash_image = g_getenv("QCOW2_CRASH_CHILD");
+    int ret;
+
+    main_loop_init();
+    if (crash_image) {
+        return crash_child(crash_image);
+    }
+    g_test_init(&argc, &argv, NULL);
+    tmpdir = g_dir_make_tmp("blkd-test-qcow2-XXXXXX", NULL);
+
+    g_test_add_func("/qcow2/read/cluster-512", test_read_cluster_512);
+    g_test_add_func("/qcow2/read/cluster-64k", test_read_cluster_64k);
+    g_test_add_func("/qcow2/read/cluster-2m", test_read_cluster_2m);
+    g_test_add_func("/qcow2/read/v2", test_read_v2);
+    g_test_add_func("/qcow2/read/compressed", test_read_compressed);
+    g_test_add_func("/qcow2/read/backing-chain", test_read_backing_chain);
+    g_test_add_func("/qcow2/status/cluster-kinds", test_block_status_kinds);
+    g_test_add_func("/qcow2/query/info", test_query_info);
+    g_test_add_func("/qcow2/write/cluster-512", test_write_cluster_512);
+    g_test_add_func("/qcow2/write/cluster-64k", test_write_cluster_64k);
+    g_test_add_func("/qcow2/write/cluster-2m", test_write_cluster_2m);
+    g_test_add_func("/qcow2/write/v2", test_write_v2);
+    g_test_add_func("/qcow2/write/over-backing", test_write_over_backing);
+    g_test_add_func("/qcow2/write/v2-over-backing", test_write_v2_over_backing);
+    g_test_add_func("/qcow2/write/cache-direct", test_write_cache_direct);
+    g_test_add_func("/qcow2/write/refcount-widths", test_write_refcount_widths);
+    g_test_add_func("/qcow2/write/over-compressed", test_write_over_compressed);
+    g_test_add_func("/qcow2/write/keeps-snapshot", test_write_keeps_snapshot);
+    g_test_add_func("/qcow2/write/concurrent", test_concurrent_writers);
+    g_test_add_func("/qcow2/write/concurrent-mixed", test_concurrent_mixed);
+    g_test_add_func("/qcow2/discard/reaches-file", test_discard_reaches_file);
+    g_test_add_func("/qcow2/write/sequential-is-contiguous",
+                    test_sequential_write_is_contiguous);
+    g_test_add_func("/qcow2/resize/grow-reads-zeroes", test_grow_reads_zeroes);
+    g_test_add_func("/qcow2/resize/shrink-then-grow", test_shrink_then_grow);
+    g_test_add_func("/qcow2/refuse/encrypted", test_refuse_encrypted);
+    g_test_add_func("/qcow2/refuse/corrupt-read-write", test_refuse_corrupt_read_write);
+    g_test_add_func("/qcow2/refuse/dirty-read-write", test_refuse_dirty_read_write);
+    g_test_add_func("/qcow2/refuse/extended-l2", test_refuse_extended_l2);
+    g_test_add_func("/qcow2/refuse/data-file", test_refuse_data_file);
+    g_test_add_func("/qcow2/refuse/zstd", test_refuse_zstd);
+    g_test_add_func("/qcow2/refuse/unknown-feature", test_refuse_unknown_feature);
+    g_test_add_func("/qcow2/refuse/not-qcow2", test_refuse_not_qcow2);
+    g_test_add_func("/qcow2/corruption/marks-image", test_corruption_marks_image);
+    g_test_add_func("/qcow2/backing/without-format", test_backing_without_format);
+    g_test_add_func("/qcow2/header/autoclear-cleared", test_autoclear_cleared);
+    g_test_add_func("/qcow2/crash/kill-leaves-no-corruption",
+                    test_kill_leaves_no_corruption);
+    ret = g_test_run();
+    if (g_getenv("QCOW2_TEST_KEEP")) {
+        g_printerr("images kept in %s\n", tmpdir);
+    } else {
+        g_autofree char *cmd = g_strdup_printf("rm -rf %s", tmpdir);
+
+        if (system(cmd) != 0) {
+            ret = 1;
+        }
+    }
+    g_free(tmpdir);
+    return ret;
+}
