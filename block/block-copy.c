@@ -161,7 +161,8 @@ static int copy_range(BlockCopyState *s, int64_t start, int64_t end,
             }
         }
         if (status & BDRV_BLOCK_ZERO) {
-            ret = bdrv_pwrite_zeroes(s->target, start, pnum, 0);
+            /* A target opened with discard=unmap stays sparse there. */
+            ret = bdrv_pwrite_zeroes(s->target, start, pnum, BDRV_REQ_MAY_UNMAP);
             *error_is_read = false;
         } else {
             if (!buf) {

@@ -107,7 +107,9 @@ BlockDriverState *bdrv_file_bs(const BlockDriverState *bs)
 int64_t bdrv_getlength(BlockDriverState *bs)
 {
     /* During its open (a filter making its bitmaps), the driver knows it. */
-    return bs->core->length >= 0 ? bs->core->length : bs->drv->getlength(bs);
+    int64_t len = node_length(bs);
+
+    return len >= 0 ? len : bs->drv->getlength(bs);
 }
 
 int64_t bdrv_get_cluster_size(BlockDriverState *bs)
@@ -386,7 +388,7 @@ static BlockDriverState *bdrv_open_inherit(const BlockdevOptions *opts,
     bs->core->children = g_ptr_array_new();
     bs->core->parents = g_ptr_array_new();
     bs->core->shared = BLK_PERM_ALL;
-    bs->core->length = -1;
+    set_node_length(bs, -1);
     g_mutex_init(&bs->core->bitmap_lock);
     bdrv_node_io_init(bs);
     /* QEMU's names for unnamed nodes: a counter and two random digits. */
@@ -427,7 +429,7 @@ static BlockDriverState *bdrv_open_inherit(const BlockdevOptions *opts,
         bdrv_free(bs);
         return NULL;
     }
-    bs->core->length = len;
+    set_node_length(bs, len);
     if (!bs->filename && bs->file) {
         bs->filename = g_strdup(bs->file->bs->filename);
     }
@@ -561,7 +563,7 @@ bool bdrv_truncate(BlockDriverState *bs, int64_t size, Error **errp)
     ret = bs->drv->truncate(bs, size, errp);
     len = ret < 0 ? -1 : bs->drv->getlength(bs);
     if (len >= 0) {
-        bs->core->length = len;
+        set_node_length(bs, len);
         bdrv_dirty_bitmaps_truncate(bs, len);
     }
     bdrv_drain_all_end();
@@ -586,7 +588,11 @@ int bdrv_child_truncate(BdrvChild *child, int64_t size, Error **errp)
         error_setg(errp, "Image format driver does not support resize");
         return -ENOTSUP;
     }
-    if (!bdrv_dirty_bitmaps_allow_resize(bs, errp)) {
+    /*
+     * A format growing its file (from an I/O thread) only adds clean bits;
+     * a busy bitmap must not lose any.
+     */
+    if (size < node_length(bs) && !bdrv_dirty_bitmaps_allow_resize(bs, errp)) {
         return -EBUSY;
     }
     ret = bs->drv->truncate(bs, size, errp);
@@ -599,14 +605,14 @@ int bdrv_child_truncate(BdrvChild *child, int64_t size, Error **errp)
                          bs->node_name);
         return len;
     }
-    bs->core->length = len;
+    set_node_length(bs, len);
     bdrv_dirty_bitmaps_truncate(bs, len);
     return 0;
 }
 
 int64_t bdrv_child_getlength(BdrvChild *child)
 {
-    return child->bs->core->length;
+    return node_length(child->bs);
 }
 
 /* Moves edge c from its child to new_child (both keep their references right). */
@@ -659,4 +665,13 @@ bool bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
     bdrv_drain_all_end();
     bdrv_unref(from);
     return true;
+}
+
+int64_t bdrv_get_allocated_file_size(BlockDriverState *bs)
+{
+    if (bs->drv->get_allocated_file_size) {
+        return bs->drv->get_allocated_file_size(bs);
+    }
+    /* A format or filter takes what its file takes. */
+    return bs->file ? bdrv_get_allocated_file_size(bs->file->bs) : -ENOTSUP;
 }

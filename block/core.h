@@ -16,7 +16,11 @@ typedef struct BdrvNodeCore {
     GPtrArray *parents;         /* BdrvChild *, the edges to this node */
     uint64_t perm, shared;      /* what the parents need / share, cumulated */
 
-    int64_t length;             /* cached; updated at open and truncate */
+    /*
+     * Cached; set at open and by resizes, which may come from I/O threads
+     * (a format growing its file): use node_length()/set_node_length().
+     */
+    int64_t length;
 
     /* Requests in flight, to serialise read-modify-write. */
     GMutex req_lock;
@@ -27,6 +31,16 @@ typedef struct BdrvNodeCore {
     GMutex bitmap_lock;
     GList *bitmaps;             /* BdrvDirtyBitmap * */
 } BdrvNodeCore;
+
+static inline int64_t node_length(const BlockDriverState *bs)
+{
+    return __atomic_load_n(&bs->core->length, __ATOMIC_ACQUIRE);
+}
+
+static inline void set_node_length(BlockDriverState *bs, int64_t len)
+{
+    __atomic_store_n(&bs->core->length, len, __ATOMIC_RELEASE);
+}
 
 /* block/drivers.c: the driver table. */
 const BlockDriver *bdrv_find_driver(const char *name);

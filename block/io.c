@@ -5,10 +5,12 @@
  *
  * Alignment: drivers see only requests aligned to bl.request_alignment.
  * An unaligned write is a read-modify-write of the aligned blocks around
- * it; two such writes touching the same block would lose one another's
- * bytes, so they are serialised on the node (tracked requests). Aligned
- * requests take no lock at all: overlapping aligned writes are the
- * caller's business, as on a disk.
+ * it, which would write back stale bytes over any write to those blocks
+ * made meanwhile. So on a node whose alignment is above one byte, writes
+ * are tracked: a read-modify-write waits for every overlapping write and
+ * is waited for by them; aligned writes do not wait for each other
+ * (overlapping aligned writes are the caller's business, as on a disk).
+ * Nodes with byte alignment never read-modify-write and take no lock.
  */
 #include <errno.h>
 #include <string.h>
@@ -20,6 +22,7 @@
 
 typedef struct BdrvTrackedRequest {
     int64_t start, end;
+    bool serialising;           /* a read-modify-write */
 } BdrvTrackedRequest;
 
 void bdrv_node_io_init(BlockDriverState *bs)
@@ -45,7 +48,8 @@ retry:
     for (l = core->tracked; l; l = l->next) {
         BdrvTrackedRequest *r = l->data;
 
-        if (r->start < req->end && req->start < r->end) {
+        if (r->start < req->end && req->start < r->end &&
+            (r->serialising || req->serialising)) {
             g_cond_wait(&core->req_cond, &core->req_lock);
             goto retry;
         }
@@ -64,8 +68,9 @@ static void serialise_end(BlockDriverState *bs, BdrvTrackedRequest *req)
 
 static int check_bounds(BlockDriverState *bs, int64_t offset, int64_t bytes)
 {
-    if (offset < 0 || bytes < 0 || offset > bs->core->length ||
-        bytes > bs->core->length - offset) {
+    int64_t len = node_length(bs);
+
+    if (offset < 0 || bytes < 0 || offset > len || bytes > len - offset) {
         return -EIO;
     }
     return 0;
@@ -158,6 +163,25 @@ int bdrv_pread(BdrvChild *child, int64_t offset, int64_t bytes, void *buf,
     return ret;
 }
 
+/* An aligned write on a node that may read-modify-write: keep out of its way. */
+static void track_begin(BlockDriverState *bs, BdrvTrackedRequest *req,
+                        int64_t offset, int64_t bytes)
+{
+    req->start = offset;
+    req->end = offset + bytes;
+    req->serialising = false;
+    if (bs->bl.request_alignment > 1) {
+        serialise_begin(bs, req);
+    }
+}
+
+static void track_end(BlockDriverState *bs, BdrvTrackedRequest *req)
+{
+    if (bs->bl.request_alignment > 1) {
+        serialise_end(bs, req);
+    }
+}
+
 /* Unaligned write: read the aligned blocks around it, patch, write back. */
 static int rmw_write(BlockDriverState *bs, int64_t offset, int64_t bytes,
                      const void *buf, BdrvRequestFlags flags)
@@ -169,6 +193,7 @@ static int rmw_write(BlockDriverState *bs, int64_t offset, int64_t bytes,
 
     req.start = offset & ~(int64_t)(align - 1);
     req.end = (offset + bytes + align - 1) & ~(int64_t)(align - 1);
+    req.serialising = true;
     serialise_begin(bs, &req);
     tmp = bdrv_blockalign(bs, req.end - req.start);
     if (offset != req.start) {
@@ -221,7 +246,11 @@ int bdrv_pwrite(BdrvChild *child, int64_t offset, int64_t bytes,
         return bdrv_pwrite_zeroes(child, offset, bytes, flags);
     }
     if (!((offset | bytes) & (align - 1))) {
+        BdrvTrackedRequest req;
+
+        track_begin(bs, &req, offset, bytes);
         ret = aligned_write(bs, offset, bytes, buf, flags);
+        track_end(bs, &req);
     } else {
         ret = rmw_write(bs, offset, bytes, buf, flags);
     }
@@ -278,6 +307,7 @@ static int zeroes_aligned(BlockDriverState *bs, int64_t offset, int64_t bytes,
                           BdrvRequestFlags flags)
 {
     uint32_t align = bs->bl.request_alignment;
+    BdrvTrackedRequest req;
     int64_t head, tail;
     int ret = 0;
 
@@ -302,6 +332,7 @@ static int zeroes_aligned(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (ret < 0 || bytes == 0) {
         return ret;
     }
+    track_begin(bs, &req, offset, bytes);
     ret = bs->drv->pwrite_zeroes ?
           bs->drv->pwrite_zeroes(bs, offset, bytes, flags) : -ENOTSUP;
     if (ret == -ENOTSUP && !(flags & BDRV_REQ_NO_FALLBACK)) {
@@ -309,6 +340,7 @@ static int zeroes_aligned(BlockDriverState *bs, int64_t offset, int64_t bytes,
     } else if (ret == 0 && (flags & BDRV_REQ_FUA)) {
         ret = bdrv_flush(bs);
     }
+    track_end(bs, &req);
     return ret;
 }
 
@@ -317,6 +349,7 @@ int bdrv_pdiscard(BdrvChild *child, int64_t offset, int64_t bytes)
     BlockDriverState *bs = child->bs;
     uint32_t align = bs->bl.pdiscard_alignment ? bs->bl.pdiscard_alignment :
                      bs->bl.request_alignment;
+    BdrvTrackedRequest req;
     int64_t start, end;
     int ret = check_bounds(bs, offset, bytes);
 
@@ -332,14 +365,16 @@ int bdrv_pdiscard(BdrvChild *child, int64_t offset, int64_t bytes)
     }
     start = (offset + align - 1) / align * align;
     end = (offset + bytes) / align * align;
-    if (offset + bytes == bs->core->length) {
+    if (offset + bytes == node_length(bs)) {
         end = offset + bytes;   /* the end of the node counts as aligned */
     }
     if (start >= end) {
         bdrv_set_dirty(bs, offset, bytes);
         return 0;
     }
+    track_begin(bs, &req, start, end - start);
     ret = bs->drv->pdiscard(bs, start, end - start);
+    track_end(bs, &req);
     bdrv_set_dirty(bs, offset, bytes);
     return ret == -ENOTSUP ? 0 : ret;
 }
@@ -364,7 +399,7 @@ int bdrv_block_status(BlockDriverState *bs, bool want_zero, int64_t offset,
                       int64_t bytes, int64_t *pnum, int64_t *map,
                       BlockDriverState **file)
 {
-    int64_t len = bs->core->length, n, local_map = 0;
+    int64_t len = node_length(bs), n, local_map = 0;
     BlockDriverState *local_file = NULL;
     int ret;
 
@@ -418,7 +453,7 @@ int bdrv_block_status_above(BlockDriverState *bs, BlockDriverState *base,
     int64_t n = bytes;
 
     for (p = bs; p && p != base; p = bdrv_backing_bs(p), d++) {
-        if (offset >= p->core->length) {
+        if (offset >= node_length(p)) {
             /* Past the end of a shorter backing file: reads return zeroes. */
             break;
         }
@@ -435,7 +470,7 @@ int bdrv_block_status_above(BlockDriverState *bs, BlockDriverState *base,
         }
     }
     /* Nothing above base decides this range. */
-    *pnum = MIN(n, bs->core->length - offset);
+    *pnum = MIN(n, node_length(bs) - offset);
     if (depth) {
         *depth = 0;
     }

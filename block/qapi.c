@@ -11,14 +11,12 @@ static ImageInfo *image_info(BlockDriverState *bs, bool with_backing)
     ImageInfo *info = g_new0(ImageInfo, 1);
     BlockDriverInfo bdi = { 0 };
     BlockDriverState *backing = bdrv_backing_bs(bs);
-    int64_t actual = -1;
+    int64_t actual;
 
     info->filename = g_strdup(bs->filename ? bs->filename : "");
     info->format = g_strdup(bs->drv->format_name);
     info->virtual_size = bdrv_getlength(bs);
-    if (bs->drv->get_allocated_file_size) {
-        actual = bs->drv->get_allocated_file_size(bs);
-    }
+    actual = bdrv_get_allocated_file_size(bs);
     if (actual >= 0) {
         info->has_actual_size = true;
         info->actual_size = actual;

@@ -539,14 +539,6 @@ static ImageInfoSpecific *qcow2_get_specific_info(BlockDriverState *bs)
     return info;
 }
 
-static int64_t qcow2_get_allocated_file_size(BlockDriverState *bs)
-{
-    BlockDriverState *file = bs->file->bs;
-
-    return file->drv->get_allocated_file_size ?
-           file->drv->get_allocated_file_size(file) : -ENOTSUP;
-}
-
 /* ---- resize ------------------------------------------------------------ */
 
 /*
@@ -677,7 +669,6 @@ const BlockDriver bdrv_qcow2 = {
     .truncate = qcow2_truncate,
     .get_info = qcow2_get_info,
     .get_specific_info = qcow2_get_specific_info,
-    .get_allocated_file_size = qcow2_get_allocated_file_size,
 
     .getlength = qcow2_getlength,
     .preadv = qcow2_preadv,

@@ -119,14 +119,6 @@ static int raw_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
     return 0;
 }
 
-static int64_t raw_get_allocated_file_size(BlockDriverState *bs)
-{
-    const BlockDriver *drv = bs->file->bs->drv;
-
-    return drv->get_allocated_file_size ?
-           drv->get_allocated_file_size(bs->file->bs) : -ENOTSUP;
-}
-
 const BlockDriver bdrv_raw = {
     .format_name = "raw",
     .instance_size = sizeof(BDRVRawState),
@@ -134,7 +126,6 @@ const BlockDriver bdrv_raw = {
     .open = raw_open,
     .truncate = raw_truncate,
     .get_info = raw_get_info,
-    .get_allocated_file_size = raw_get_allocated_file_size,
     .getlength = raw_getlength,
     .preadv = raw_preadv,
     .pwritev = raw_pwritev,

@@ -419,6 +419,9 @@ json_t *qapi_encode_str(const char *str)
 
 json_t *qapi_encode_uint(uint64_t val)
 {
-    /* jansson integers are signed; past INT64_MAX only a real can carry it. */
-    return val > INT64_MAX ? json_real((double)val) : json_integer((json_int_t)val);
+    /*
+     * jansson integers are signed; past INT64_MAX the stream's exact
+     * uint64 value carries it (written as an integer, decoded back).
+     */
+    return val > INT64_MAX ? json_uint64_new(val) : json_integer((json_int_t)val);
 }

@@ -115,7 +115,10 @@ struct BlockDriver {
     int (*get_info)(BlockDriverState *bs, BlockDriverInfo *bdi);
     /* "format-specific" of ImageInfo; NULL if none. */
     ImageInfoSpecific *(*get_specific_info)(BlockDriverState *bs);
-    /* Bytes the image takes on its storage ("actual-size"), or -errno. */
+    /*
+     * Bytes the image takes on its storage ("actual-size"), or -errno.
+     * NULL: what the file child takes.
+     */
     int64_t (*get_allocated_file_size)(BlockDriverState *bs);
     /*
      * The node's users now need perm and share shared (BLK_PERM_*): a
@@ -160,6 +163,7 @@ struct BlockDriver {
                         BlockDriverState **file);
     /* Whether native FUA writes exist (else the core adds a flush). */
     bool supports_fua;
+
 };
 
 /*
@@ -177,10 +181,16 @@ BdrvChild *bdrv_open_child(BlockDriverState *parent, const BlockdevRef *ref,
 bool bdrv_open_backing(BlockDriverState *bs, const BlockdevRefOrNull *ref,
                        Error **errp);
 
-/* Resizes a child from the parent's truncate (the parent holds RESIZE). */
+/*
+ * Resizes a child: from the parent's truncate, or from an I/O thread when
+ * a format grows its file (the parent holds RESIZE, and serialises its own
+ * calls).
+ */
 int bdrv_child_truncate(BdrvChild *child, int64_t size, Error **errp);
 /* The child's length in bytes, or -errno. */
 int64_t bdrv_child_getlength(BdrvChild *child);
+/* Bytes a node takes on its storage ("actual-size"), or -errno. */
+int64_t bdrv_get_allocated_file_size(BlockDriverState *bs);
 
 /* Allocates a buffer fit for I/O on bs (bs->bl.min_mem_alignment). */
 void *bdrv_blockalign(BlockDriverState *bs, size_t size);

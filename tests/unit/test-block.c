@@ -124,6 +124,52 @@ static void test_unaligned_writes_serialise(void)
     bdrv_del_node("d", &error_abort);
 }
 
+typedef struct OverlapWriter {
+    BlockBackend *blk;
+    bool aligned;
+} OverlapWriter;
+
+static gpointer overlap_writer(gpointer opaque)
+{
+    OverlapWriter *w = opaque;
+    char *block = g_malloc(4096);
+    int i;
+
+    /* The aligned writer writes the whole block, the other its first 100 bytes. */
+    memset(block, w->aligned ? 0x22 : 0x11, 4096);
+    for (i = 0; i < 300; i++) {
+        g_assert_cmpint(blk_pwrite(w->blk, 0, w->aligned ? 4096 : 100, block, 0),
+                        ==, 0);
+    }
+    g_free(block);
+    return NULL;
+}
+
+static void test_aligned_write_not_undone_by_rmw(void)
+{
+    g_autofree char *path = block_test_file("overlap.img", 1 << 20);
+    g_autofree char *json = g_strdup_printf(
+        "{\"driver\": \"blkdebug\", \"node-name\": \"d\", \"align\": 4096,"
+        " \"image\": {\"driver\": \"file\", \"filename\": \"%s\"}}", path);
+    BlockDriverState *bs = block_test_open(json, &error_abort);
+    BlockBackend *blk = block_test_backend(bs, "test", RW, 0);
+    OverlapWriter a = { blk, true }, b = { blk, false };
+    GThread *ta = g_thread_new("aligned", overlap_writer, &a);
+    GThread *tb = g_thread_new("rmw", overlap_writer, &b);
+    char buf[4096];
+    int i;
+
+    g_thread_join(ta);
+    g_thread_join(tb);
+    /* Only the aligned writer ever wrote bytes 100..4095. */
+    g_assert_cmpint(blk_pread(blk, 0, sizeof(buf), buf, 0), ==, 0);
+    for (i = 100; i < 4096; i++) {
+        g_assert_cmpint(buf[i], ==, 0x22);
+    }
+    blk_unref(blk);
+    bdrv_del_node("d", &error_abort);
+}
+
 static void test_max_transfer_splits(void)
 {
     g_autofree char *path = block_test_file("split.img", 1 << 20);
@@ -442,6 +488,8 @@ int main(int argc, char **argv)
     g_test_add_func("/block/io/out-of-bounds-is-eio", test_out_of_bounds_is_eio);
     g_test_add_func("/block/io/file-write-read-back", test_file_write_read_back);
     g_test_add_func("/block/io/unaligned-writes-serialise", test_unaligned_writes_serialise);
+    g_test_add_func("/block/io/aligned-write-not-undone-by-rmw",
+                    test_aligned_write_not_undone_by_rmw);
     g_test_add_func("/block/io/max-transfer-splits", test_max_transfer_splits);
     g_test_add_func("/block/io/odirect-bounces-misaligned-buffers",
                     test_odirect_bounces_misaligned_buffers);
