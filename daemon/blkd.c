@@ -18,6 +18,7 @@
 #include "block/block.h"
 #include "daemon/options.h"
 #include "monitor/monitor.h"
+#include "nbd/nbd.h"
 #include "util/main-loop.h"
 
 static void usage(const char *name)
@@ -255,6 +256,7 @@ int main(int argc, char **argv)
     status = main_loop_run();
 
 out:
+    nbd_server_shutdown();
     bdrv_close_all();
     monitor_cleanup_all();
     chardev_close_all();

@@ -9,6 +9,7 @@
 #include "daemon/options.h"
 #include "monitor/chardev.h"
 #include "monitor/monitor.h"
+#include "nbd/nbd.h"
 #include "qapi-commands.h"
 #include "qapi-visit.h"
 #include "util/json-stream.h"
@@ -117,14 +118,28 @@ bool blkd_handle_option(BlkdOption opt, const char *arg, Error **errp)
              qmp_blockdev_add(options, errp);
         break;
     }
-    case BLKD_OPT_NBD_SERVER:
-    case BLKD_OPT_EXPORT:
-        tree = parse_keyval_or_json(arg, opt == BLKD_OPT_EXPORT ? "type" : NULL,
-                                    errp);
-        if (tree) {
-            error_setg(errp, "NBD exports are not supported by this blkd yet");
-        }
+    case BLKD_OPT_NBD_SERVER: {
+        g_autoptr(NbdServerOptions) options = NULL;
+        bool keyval = arg[0] != '{';
+
+        tree = parse_keyval_or_json(arg, NULL, errp);
+        ok = tree && decode_option(tree, keyval, qapi_decode_NbdServerOptions,
+                                   (void **)&options, errp) &&
+             nbd_server_start(options->addr,
+                              options->has_max_connections ?
+                              options->max_connections : 0, errp);
         break;
+    }
+    case BLKD_OPT_EXPORT: {
+        g_autoptr(BlockExportOptions) options = NULL;
+        bool keyval = arg[0] != '{';
+
+        tree = parse_keyval_or_json(arg, "type", errp);
+        ok = tree && decode_option(tree, keyval, qapi_decode_BlockExportOptions,
+                                   (void **)&options, errp) &&
+             qmp_block_export_add(options, errp);
+        break;
+    }
     default:
         g_assert_not_reached();
     }

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* ---- limits ------------------------------------------------------------ */
+/* ---- limits ------------------------------------------------------------- */
 
 /* Largest READ/WRITE/CACHE payload, and largest option payload. */
 #define NBD_MAX_BUFFER_SIZE     (32 * 1024 * 1024)
@@ -25,7 +25,7 @@
 /* Most extents in one block-status chunk: 1 MiB of (length, flags). */
 #define NBD_MAX_BLOCK_STATUS_EXTENTS (1024 * 1024 / 8)
 
-/* ---- handshake --------------------------------------------------------- */
+/* ---- handshake ---------------------------------------------------------- */
 
 /*
  * Server greeting (18 bytes):
@@ -116,7 +116,7 @@ enum {
 #define NBD_EXPORT_NAME_REPLY_SIZE  10
 #define NBD_EXPORT_NAME_PAD         124
 
-/* ---- transmission ------------------------------------------------------ */
+/* ---- transmission ------------------------------------------------------- */
 
 /*
  * Request (28 bytes), followed by length bytes of data for WRITE:
@@ -165,7 +165,7 @@ enum {
     NBD_REPLY_TYPE_NONE = 0,
     NBD_REPLY_TYPE_OFFSET_DATA = 1,   /* u64 offset, data */
     NBD_REPLY_TYPE_OFFSET_HOLE = 2,   /* u64 offset, u32 length */
-    NBD_REPLY_TYPE_BLOCK_STATUS = 5,  /* u32 context id, (u32 len, u32 flags)* */
+    NBD_REPLY_TYPE_BLOCK_STATUS = 5,  /* u32 context id, (u32 len, flags)* */
     NBD_REPLY_TYPE_ERROR = NBD_REPLY_ERR(1),  /* u32 error, u16 len, message */
     NBD_REPLY_TYPE_ERROR_OFFSET = NBD_REPLY_ERR(2),
 };
@@ -187,7 +187,7 @@ enum {
     NBD_ESHUTDOWN = 108,
 };
 
-/* ---- big-endian access ------------------------------------------------- */
+/* ---- big-endian access -------------------------------------------------- */
 
 static inline uint16_t nbd_ld16(const void *p)
 {
