@@ -7,7 +7,8 @@
  * set-state rules for that event and the current state change the state,
  * and the first inject-error rule for that event that matches the state,
  * the request type and the sector fails the request with its errno;
- * with once=on the rule is spent.
+ * with once=on the rule is spent. A rule without iotype applies to reads
+ * and data writes only, QEMU's default.
  */
 #include <errno.h>
 
@@ -118,8 +119,12 @@ static int blkdebug_event(BlockDriverState *bs, BlkdebugEvent event,
     for (i = 0; i < s->errors->len; i++) {
         BlkdebugRule *r = g_ptr_array_index(s->errors, i);
 
-        if (r->event != event || (r->state && r->state != state) ||
-            (r->has_iotype && r->iotype != iotype)) {
+        if (r->event != event || (r->state && r->state != state)) {
+            continue;
+        }
+        if (r->has_iotype ? r->iotype != iotype
+                          : iotype != BLKDEBUG_IO_TYPE_READ &&
+                            iotype != BLKDEBUG_IO_TYPE_WRITE) {
             continue;
         }
         if (r->sector >= 0 && (r->sector * 512 < offset ||

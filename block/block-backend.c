@@ -90,9 +90,16 @@ BlockBackend *blk_next(BlockBackend *blk)
 
 bool blk_insert_bs(BlockBackend *blk, BlockDriverState *bs, Error **errp)
 {
+    return blk_insert_bs_named(blk, bs, "root", errp);
+}
+
+bool blk_insert_bs_named(BlockBackend *blk, BlockDriverState *bs,
+                         const char *child_name, Error **errp)
+{
     g_assert(!blk->root);
-    blk->root = bdrv_attach_child_edge(bs, blk, false, "root", BDRV_CHILD_FILTERED,
-                                       blk->perm, blk->shared, errp);
+    blk->root = bdrv_attach_child_edge(bs, blk, false, child_name,
+                                       BDRV_CHILD_FILTERED, blk->perm,
+                                       blk->shared, errp);
     return blk->root != NULL;
 }
 
@@ -127,6 +134,16 @@ const char *blk_owner(const BlockBackend *blk)
 int64_t blk_getlength(BlockBackend *blk)
 {
     return blk->root ? bdrv_getlength(blk->root->bs) : -ENOMEDIUM;
+}
+
+void blk_io_begin(BlockBackend *blk)
+{
+    gate_enter();
+}
+
+void blk_io_end(BlockBackend *blk)
+{
+    gate_leave();
 }
 
 int blk_pread(BlockBackend *blk, int64_t offset, int64_t bytes, void *buf,

@@ -16,6 +16,8 @@
 #include <fcntl.h>
 #include <libaio.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -444,6 +446,168 @@ static int64_t file_get_allocated_file_size(BlockDriverState *bs)
     return fstat(s->fd, &st) < 0 ? -errno : (int64_t)st.st_blocks * 512;
 }
 
+/* ---- blockdev-create ---------------------------------------------------- */
+
+/*
+ * Sets the new (empty) file's length, preallocated as asked: QEMU's
+ * handle_aiocb_truncate() from length 0, with its texts.
+ */
+static int file_create_truncate(int fd, int64_t size, PreallocMode prealloc,
+                                Error **errp)
+{
+    g_autofree char *buf = NULL;
+    int64_t left = size;
+    int err;
+
+    if (size < 0 && prealloc != PREALLOC_MODE_OFF) {
+        error_setg(errp, "Cannot use preallocation for shrinking files");
+        return -ENOTSUP;
+    }
+    switch (prealloc) {
+    case PREALLOC_MODE_OFF:
+        if (ftruncate(fd, size) < 0) {
+            err = errno;
+            error_setg_errno(errp, err, "Could not resize file");
+            return -err;
+        }
+        return 0;
+    case PREALLOC_MODE_FALLOC:
+        err = size ? posix_fallocate(fd, 0, size) : 0;
+        if (err) {
+            error_setg_errno(errp, err, "Could not preallocate new data");
+            return -err;
+        }
+        return 0;
+    case PREALLOC_MODE_FULL:
+        /* The final size first, so the file system can plan the extents. */
+        if (ftruncate(fd, size) < 0) {
+            err = errno;
+            error_setg_errno(errp, err, "Could not resize file");
+            return -err;
+        }
+        buf = g_malloc0(65536);
+        while (left > 0) {
+            ssize_t n = pwrite(fd, buf, MIN(left, 65536), size - left);
+
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0) {
+                err = errno;
+                error_setg_errno(errp, err,
+                                 "Could not write zeros for preallocation");
+                goto fail;
+            }
+            left -= n;
+        }
+        if (fsync(fd) < 0) {
+            err = errno;
+            error_setg_errno(errp, err, "Could not flush file to disk");
+            goto fail;
+        }
+        return 0;
+    default:
+        error_setg(errp, "Unsupported preallocation mode: %s",
+                   PreallocMode_str(prealloc));
+        return -ENOTSUP;
+    }
+
+fail:
+    if (ftruncate(fd, 0) < 0) {
+        /* The error above is the one to report. */
+    }
+    return -err;
+}
+
+/*
+ * QEMU's raw_co_create: create or truncate the file, hold the lock bytes
+ * of write and resize (resize unshared: nobody may resize it meanwhile),
+ * set the optional attributes, then the length. Runs in the create job's
+ * thread; QEMU's texts.
+ */
+static int file_create(BlockdevCreateOptions *options, Error **errp)
+{
+    const BlockdevCreateOptionsFile *o = &options->u.file;
+    const uint64_t perm = BLK_PERM_WRITE | BLK_PERM_RESIZE;
+    const uint64_t unshared = BLK_PERM_RESIZE;
+    uint64_t extent_size_hint = o->has_extent_size_hint ? o->extent_size_hint
+                                                        : 1 << 20;
+    int fd, i, ret = 0;
+
+    g_assert(options->driver == BLOCKDEV_DRIVER_FILE);
+    if (extent_size_hint > UINT32_MAX) {
+        error_setg(errp, "Extent size hint is too large");
+        return -EINVAL;
+    }
+    fd = open(o->filename, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        ret = -errno;
+        error_setg_errno(errp, -ret, "Could not create '%s'", o->filename);
+        return ret;
+    }
+
+    for (i = 0; i < LOCK_BITS && ret == 0; i++) {
+        if (perm & (1ULL << i)) {
+            ret = lock_byte(fd, LOCK_PERM_BASE + i, true);
+        }
+        if (ret == 0 && (unshared & (1ULL << i))) {
+            ret = lock_byte(fd, LOCK_SHARED_BASE + i, true);
+        }
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Failed to lock byte %d",
+                             LOCK_PERM_BASE + i);
+        }
+    }
+    /* QEMU's hint ("Is another process using the image?") is not sent over QMP. */
+    for (i = 0; i < LOCK_BITS && ret == 0; i++) {
+        if ((perm & (1ULL << i)) &&
+            byte_locked_elsewhere(fd, LOCK_SHARED_BASE + i)) {
+            error_setg(errp, "Failed to get \"%s\" lock", lock_names[i]);
+            ret = -EAGAIN;
+        } else if ((unshared & (1ULL << i)) &&
+                   byte_locked_elsewhere(fd, LOCK_PERM_BASE + i)) {
+            error_setg(errp, "Failed to get shared \"%s\" lock",
+                       lock_names[i]);
+            ret = -EAGAIN;
+        }
+    }
+
+    if (ret == 0 && ftruncate(fd, 0) < 0) {
+        ret = -errno;
+        error_setg_errno(errp, -ret, "Could not resize file");
+    }
+    if (ret == 0 && o->has_nocow && o->nocow) {
+        /* btrfs: an optimisation, so failures are ignored, as in QEMU. */
+        int attr;
+
+        if (ioctl(fd, FS_IOC_GETFLAGS, &attr) == 0) {
+            attr |= FS_NOCOW_FL;
+            ioctl(fd, FS_IOC_SETFLAGS, &attr);
+        }
+    }
+    if (ret == 0) {
+        /* XFS: likewise best effort (QEMU only warns on failure). */
+        struct fsxattr attr;
+
+        if (ioctl(fd, FS_IOC_FSGETXATTR, &attr) == 0) {
+            attr.fsx_xflags |= FS_XFLAG_EXTSIZE;
+            attr.fsx_extsize = extent_size_hint;
+            ioctl(fd, FS_IOC_FSSETXATTR, &attr);
+        }
+        ret = file_create_truncate(fd, (int64_t)o->size,
+                                   o->has_preallocation ? o->preallocation
+                                                        : PREALLOC_MODE_OFF,
+                                   errp);
+    }
+
+    /* Closing drops the locks. */
+    if (close(fd) < 0 && ret == 0) {
+        ret = -errno;
+        error_setg_errno(errp, -ret, "Could not close the new file");
+    }
+    return ret;
+}
+
 const BlockDriver bdrv_file = {
     .format_name = "file",
     .instance_size = sizeof(BDRVFileState),
@@ -461,4 +625,5 @@ const BlockDriver bdrv_file = {
     .flush = file_flush,
     .block_status = file_block_status,
     .supports_fua = true,
+    .create = file_create,
 };

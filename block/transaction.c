@@ -6,6 +6,7 @@
  * commits them all. Exactly one of commit or abort runs for a prepared
  * action, then clean. Main thread only.
  */
+#include "block/backup.h"
 #include "block/bitmap-cmds.h"
 #include "qapi-commands.h"
 
@@ -23,6 +24,8 @@ struct TransactionState {
     const TransactionActionOps *ops;
     TransactionAction *action;
     ActionCompletionMode mode;
+    JobTxn *txn;                /* the jobs' group (grouped), or NULL */
+    BlockJob *job;              /* blockdev-backup: created, started at commit */
     BdrvDirtyBitmap *bitmap;    /* the bitmap the action works on */
     HBitmap *backup;            /* its bits before (clear, merge) */
     bool was_enabled;           /* enable, disable */
@@ -156,6 +159,31 @@ static bool copy_prepare(TransactionState *st, Error **errp)
     return st->bitmap != NULL;
 }
 
+static bool backup_prepare(TransactionState *st, Error **errp)
+{
+    BlockdevBackup *a = st->action->u.blockdev_backup.data;
+    BlockDriverState *bs = bdrv_lookup_bs(a->device, a->device, errp);
+    BlockDriverState *target = bs ? bdrv_lookup_bs(a->target, a->target, errp) : NULL;
+
+    if (!target) {
+        return false;
+    }
+    /* A later action may use what this one set up; the job starts at commit. */
+    st->job = backup_create(qapi_BlockdevBackup_base(a), bs, target, st->txn, errp);
+    return st->job != NULL;
+}
+
+static void backup_commit(TransactionState *st)
+{
+    job_start(&st->job->job);
+}
+
+static void backup_abort(TransactionState *st)
+{
+    /* Never started: it goes at once, its bitmap and filter undone. */
+    job_cancel_sync(&st->job->job, true);
+}
+
 static const TransactionActionOps action_ops[TRANSACTION_ACTION_KIND__MAX] = {
     [TRANSACTION_ACTION_KIND_ABORT] = {
         .prepare = abort_prepare,
@@ -180,6 +208,10 @@ static const TransactionActionOps action_ops[TRANSACTION_ACTION_KIND__MAX] = {
     },
     [TRANSACTION_ACTION_KIND_BLOCK_DIRTY_BITMAP_COPY] = {
         .prepare = copy_prepare, .abort = release_abort,
+    },
+    [TRANSACTION_ACTION_KIND_BLOCKDEV_BACKUP] = {
+        .supports_grouped = true,
+        .prepare = backup_prepare, .commit = backup_commit, .abort = backup_abort,
     },
 };
 
@@ -212,6 +244,7 @@ bool qmp_transaction(TransactionActionList *actions,
                                 properties->completion_mode :
                                 ACTION_COMPLETION_MODE_INDIVIDUAL;
     g_autoptr(GArray) states = g_array_new(false, true, sizeof(TransactionState));
+    JobTxn *txn = mode == ACTION_COMPLETION_MODE_GROUPED ? job_txn_new() : NULL;
     TransactionActionList *l;
     bool ok = true;
     guint i;
@@ -219,6 +252,7 @@ bool qmp_transaction(TransactionActionList *actions,
     for (l = actions; l; l = l->next) {
         TransactionState st = {
             .ops = &action_ops[l->value->type], .action = l->value, .mode = mode,
+            .txn = txn,
         };
 
         g_array_append_val(states, st);
@@ -246,5 +280,8 @@ bool qmp_transaction(TransactionActionList *actions,
         }
     }
     bdrv_drain_all_end();
+    if (txn) {
+        job_txn_unref(txn);     /* each job holds the group now */
+    }
     return ok;
 }

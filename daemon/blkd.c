@@ -16,6 +16,7 @@
 
 #include "config-host.h"
 #include "block/block.h"
+#include "block/job.h"
 #include "daemon/options.h"
 #include "monitor/monitor.h"
 #include "nbd/nbd.h"
@@ -257,7 +258,16 @@ int main(int argc, char **argv)
 
 out:
     nbd_server_shutdown();
-    bdrv_close_all();
+    /*
+     * Jobs hold nodes: cancel them and wait, as qemu-storage-daemon does,
+     * but bounded; a job thread stuck in I/O keeps its nodes open.
+     */
+    if (job_cancel_sync_all(5000)) {
+        bdrv_close_all();
+    } else {
+        fprintf(stderr, "blkd: a job did not stop within 5 s; "
+                "its nodes are left as they are\n");
+    }
     monitor_cleanup_all();
     chardev_close_all();
     if (pid_fd >= 0) {

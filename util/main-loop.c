@@ -45,5 +45,22 @@ bool main_loop_is_main_thread(void)
 
 void main_loop_invoke(GSourceFunc fn, gpointer data)
 {
-    g_main_context_invoke(NULL, fn, data);
+    GSource *source;
+
+    if (main_loop_is_main_thread()) {
+        while (fn(data)) {
+            /* as g_main_context_invoke(): again until it is done */
+        }
+        return;
+    }
+    /*
+     * g_main_context_invoke() would run fn in this thread whenever the
+     * main context is not acquired (before the loop runs, at shutdown,
+     * in unit tests): always queue it for the main thread instead.
+     */
+    source = g_idle_source_new();
+    g_source_set_priority(source, G_PRIORITY_DEFAULT);
+    g_source_set_callback(source, fn, data, NULL);
+    g_source_attach(source, NULL);
+    g_source_unref(source);
 }

@@ -21,6 +21,9 @@ typedef struct BlockBackend BlockBackend;
 BlockBackend *blk_new(const char *owner, uint64_t perm, uint64_t shared);
 /* Attaches to bs; fails if the permissions conflict with another user. */
 bool blk_insert_bs(BlockBackend *blk, BlockDriverState *bs, Error **errp);
+/* The same with the edge named child_name, not "root" (a job's "main node"). */
+bool blk_insert_bs_named(BlockBackend *blk, BlockDriverState *bs,
+                         const char *child_name, Error **errp);
 void blk_remove_bs(BlockBackend *blk);
 /* Detaches (if attached) and frees; requests must have finished. */
 void blk_unref(BlockBackend *blk);
@@ -30,6 +33,14 @@ BlockDriverState *blk_bs(BlockBackend *blk);
 BlockBackend *blk_next(BlockBackend *blk);
 const char *blk_owner(const BlockBackend *blk);
 int64_t blk_getlength(BlockBackend *blk);
+
+/*
+ * For a user that does I/O on the nodes below its root itself (a backup's
+ * block-copy through the filter's children): counts that work as a request
+ * in flight, so a drained section waits for it and holds it back.
+ */
+void blk_io_begin(BlockBackend *blk);
+void blk_io_end(BlockBackend *blk);
 
 int blk_pread(BlockBackend *blk, int64_t offset, int64_t bytes, void *buf,
               BdrvRequestFlags flags);

@@ -164,6 +164,18 @@ struct BlockDriver {
     /* Whether native FUA writes exist (else the core adds a flush). */
     bool supports_fua;
 
+    /* --- a create job's thread ---------------------------------------- */
+
+    /*
+     * blockdev-create: creates the image opts describes (opts->driver is
+     * this driver; the core checked nothing else). Runs in the create
+     * job's thread and may block; graph changes (opening the node to
+     * create on) belong to the main thread: do them through
+     * job_call_main() (block/job.h). Returns 0, or -errno with errp set:
+     * the job's error in query-jobs. NULL: the driver cannot create
+     * images ("Driver does not support blockdev-create").
+     */
+    int (*create)(BlockdevCreateOptions *opts, Error **errp);
 };
 
 /*

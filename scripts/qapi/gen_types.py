@@ -127,6 +127,12 @@ def generate(schema, prefix):
         if isinstance(t, Union):
             h.append(_struct_body(t))
     for t in types:
+        if isinstance(t, Struct) and not isinstance(t, Union) and t.base \
+                and not t.base.implicit:
+            # Base members come first, in order: the layouts agree.
+            h += [f"static inline {t.base.c} *qapi_{t.c}_base(const {t.c} *obj)",
+                  f"{{\n    return ({t.base.c} *)obj;\n}}\n"]
+    for t in types:
         if isinstance(t, (Struct, Alternate, Array)):
             h.append(f"void qapi_free_{t.c}({t.c} *obj);")
             if isinstance(t, Struct):

@@ -330,7 +330,8 @@ class NbdProtocolTest(iotests.DaemonTestCase):
                      'sector': 4096},
                     {'event': 'write_aio', 'iotype': 'write-zeroes',
                      'errno': 95, 'sector': 6144},
-                    {'event': 'flush_to_disk', 'errno': 5, 'once': True}]}
+                    {'event': 'flush_to_disk', 'iotype': 'flush', 'errno': 5,
+                     'once': True}]}
         d = self.start_daemon(binary, '--blockdev', json.dumps(node),
                               '--nbd-server',
                               'addr.type=unix,addr.path=%s' % sock,

@@ -196,9 +196,12 @@ static void test_copy_error_breaks_guest_write(void)
     BlockBackend *guest = block_test_backend(src, "guest", BLOCK_TEST_RW,
                                              BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE);
     BlockCopyState *bcs;
-    BlockDriverState *filter = bdrv_cbw_append(src, tgt, NULL, &bcs, &error_abort);
+    BlockDriverState *filter;
+    g_autofree char *orig = g_malloc(SIZE);
     char buf[512] = { 1 };
 
+    fill(guest, 3, orig);       /* data to copy, not zeroes */
+    filter = bdrv_cbw_append(src, tgt, NULL, &bcs, &error_abort);
     /* The old data could not be saved: the write must not happen. */
     g_assert_cmpint(blk_pwrite(guest, 0, sizeof(buf), buf, 0), ==, -ENOSPC);
     g_assert_cmpint(bdrv_cbw_snapshot_error(filter), ==, 0);

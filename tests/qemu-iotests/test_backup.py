@@ -1,0 +1,221 @@
+#!/usr/bin/python3
+"""Backups: blockdev-backup on blkd and qemu-storage-daemon side by side.
+
+Writes reach the source through a real NBD client (qemu-io over an export
+of the source node), targets are checked with qemu-img compare against a
+copy of the disk taken when the job started, and the same steps on the
+reference must give the same errors, counts and events.
+"""
+import itertools
+import os
+import shutil
+import time
+import unittest
+
+import iotests
+
+SIZE = 64 << 20
+
+
+def qemu_io(sock, *cmds):
+    args = ['qemu-io', '-f', 'raw']
+    for c in cmds:
+        args += ['-c', c]
+    args.append('nbd+unix:///src?socket=' + sock)
+    res = iotests.run(*args, check=True)
+    return res.stdout
+
+
+class BackupTestCase(iotests.DaemonTestCase):
+    """A source raw image with data, exported over NBD, and raw targets."""
+
+    def start(self, binary, targets=1, extra=()):
+        iotests.skip_if_missing('qemu-img')
+        iotests.skip_if_missing('qemu-io')
+        d = iotests.Daemon(self, name=os.path.basename(binary))
+        src = d.path('src.img')
+        iotests.run('qemu-img', 'create', '-f', 'raw', src, str(SIZE), check=True)
+        iotests.run('qemu-io', '-f', 'raw', '-c', 'write -P 0x11 0 8M',
+                    '-c', 'write -P 0x22 20M 1M', src, check=True)
+        args = ['--blockdev', 'driver=file,node-name=srcf,filename=' + src,
+                '--blockdev', 'driver=raw,node-name=src,file=srcf']
+        for i in range(targets):
+            tgt = d.path('tgt%d.img' % i)
+            iotests.run('qemu-img', 'create', '-f', 'raw', tgt, str(SIZE), check=True)
+            args += ['--blockdev', 'driver=file,node-name=tgt%df,filename=%s' % (i, tgt),
+                     '--blockdev', 'driver=raw,node-name=tgt%d,file=tgt%df' % (i, i)]
+        sock = d.path('nbd.sock')
+        args += ['--nbd-server', 'addr.type=unix,addr.path=' + sock,
+                 '--export', 'nbd,id=e0,node-name=src,name=src,writable=on']
+        d.start(binary, *args, *extra)
+        d.nbd = sock
+        d.src = src
+        return d, d.qmp(negotiate=True)
+
+    def wait_job(self, qmp, job_id, timeout=60):
+        """Waits until the job is gone; returns its BLOCK_JOB_* end event."""
+        deadline = time.monotonic() + timeout
+        end = None
+        while True:
+            ev = qmp.wait_event('JOB_STATUS_CHANGE',
+                                timeout=max(0.1, deadline - time.monotonic()))
+            for name in ('BLOCK_JOB_COMPLETED', 'BLOCK_JOB_CANCELLED'):
+                for other in qmp.get_events(name):
+                    if other['data']['device'] == job_id:
+                        end = other
+            if ev['data']['id'] == job_id and ev['data']['status'] == 'null':
+                return end
+
+    def bitmaps(self, qmp, node):
+        for info in qmp.command('query-named-block-nodes', flat=True):
+            if info['node-name'] == node:
+                return info.get('dirty-bitmaps', [])
+        return []
+
+    def snapshot(self, d, name):
+        """A copy of the source image as it is now (no writer running)."""
+        path = d.path(name)
+        shutil.copyfile(d.src, path)
+        return path
+
+    def assertSameImage(self, a, b):
+        res = iotests.run('qemu-img', 'compare', '-f', 'raw', '-F', 'raw', a, b)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+
+
+API_SYNCS = ['full', 'top', 'none', 'incremental', 'bitmap']
+API_BITMAPS = [None, 'bitmap0', 'bitmap404']
+API_MODES = [None, 'on-success', 'never', 'always']
+
+
+class BackupApiTest(BackupTestCase):
+
+    def test_argument_errors_match_qsd(self):
+        """QEMU's iotest 257 API matrix: every combination on both daemons."""
+        self.require_qsd()
+        clients = []
+        for binary in (self.blkd, self.qsd):
+            _, qmp = self.start(binary)
+            qmp.command('block-dirty-bitmap-add', node='src', name='bitmap0')
+            clients.append(qmp)
+        for sync, bitmap, mode in itertools.product(API_SYNCS, API_BITMAPS, API_MODES):
+            args = {'job-id': 'api_job', 'device': 'src', 'target': 'tgt0', 'sync': sync}
+            if bitmap:
+                args['bitmap'] = bitmap
+            if mode:
+                args['bitmap-mode'] = mode
+            with self.subTest(sync=sync, bitmap=bitmap, mode=mode):
+                replies = [qmp.cmd('blockdev-backup', args) for qmp in clients]
+                self.assertEqual(replies[0], replies[1])
+                if 'return' in replies[0]:
+                    for qmp in clients:
+                        qmp.cmd('job-cancel', id='api_job')   # it may be done
+                        self.wait_job(qmp, 'api_job')
+        for args, in [
+                ({'job-id': 'j', 'device': 'src', 'target': 'src', 'sync': 'full'},),
+                ({'device': 'src', 'target': 'tgt0', 'sync': 'full'},),
+                ({'job-id': 'j', 'device': 'nope', 'target': 'tgt0', 'sync': 'full'},),
+                ({'job-id': 'j', 'device': 'src', 'target': 'nope', 'sync': 'full'},),
+                ({'job-id': '1j', 'device': 'src', 'target': 'tgt0', 'sync': 'full'},),
+                ({'job-id': 'j', 'device': 'src', 'target': 'tgt0', 'sync': 'full',
+                  'speed': -1},),
+                ({'job-id': 'j', 'device': 'src', 'target': 'tgt0', 'sync': 'full',
+                  'compress': True},),
+                ({'job-id': 'j', 'device': 'src', 'target': 'tgt0', 'sync': 'weird'},)]:
+            with self.subTest(args=args):
+                self.assertEqual(clients[0].cmd('blockdev-backup', args),
+                                 clients[1].cmd('blockdev-backup', args))
+
+
+class BackupChainTest(BackupTestCase):
+
+    def run_chain(self, binary):
+        """A full backup, then incrementals after writes: states and counts."""
+        d, qmp = self.start(binary, targets=3)
+        qmp.command('block-dirty-bitmap-add', node='src', name='b0')
+        results = []
+        writes = [['write -P 0x33 1M 64k', 'write -P 0x44 30M 4k'],
+                  ['write -P 0x55 1M 128k', 'write -z 20M 512k', 'write -P 0x66 63M 1M']]
+        for i in range(3):
+            if i:
+                qemu_io(d.nbd, *writes[i - 1])
+                results.append(self.bitmaps(qmp, 'src')[0]['count'])
+                # Restore by applying the incremental onto the previous state.
+                shutil.copyfile(d.path('tgt%d.img' % (i - 1)), d.path('tgt%d.img' % i))
+            at_start = self.snapshot(d, 'at%d.img' % i)
+            qmp.command('blockdev-backup', job_id='j%d' % i, device='src',
+                        target='tgt%d' % i, sync='full' if i == 0 else 'incremental',
+                        bitmap='b0', bitmap_mode='on-success')
+            ev = self.wait_job(qmp, 'j%d' % i)
+            self.assertEqual(ev['event'], 'BLOCK_JOB_COMPLETED')
+            self.assertNotIn('error', ev['data'])
+            self.assertEqual(ev['data']['offset'], ev['data']['len'])
+            results.append(ev['data']['len'])
+            self.assertSameImage(at_start, d.path('tgt%d.img' % i))
+        results.append(self.bitmaps(qmp, 'src'))
+        return results
+
+    def test_full_then_incrementals_restore_identically(self):
+        results = self.run_chain(self.blkd)
+        # The incremental lengths are the dirtied 64 KiB clusters.
+        self.assertEqual(results[1], 2 * 65536)
+        if self.have_qsd():
+            self.assertEqual(results, self.run_chain(self.qsd))
+
+
+class BitmapModeTest(BackupTestCase):
+
+    def outcome(self, binary, mode, fail):
+        """Count of the bitmap after a full backup that succeeds or fails."""
+        extra = ()
+        d, qmp = self.start(binary)
+        qmp.command('block-dirty-bitmap-add', node='src', name='b')
+        qemu_io(d.nbd, 'write -P 0x77 5M 64k')
+        target = 'tgt0'
+        if fail:
+            # raw over blkdebug: QEMU raises write_aio from the format above.
+            qmp.command('blockdev-add', {
+                'driver': 'raw', 'node-name': 'bad',
+                'file': {'driver': 'blkdebug',
+                         'inject-error': [{'event': 'write_aio', 'errno': 5}],
+                         'image': {'driver': 'file',
+                                   'filename': d.path('tgt0.img')}}})
+            target = 'bad'
+        sync = 'bitmap' if mode == 'never' else 'full'
+        qmp.command('blockdev-backup', job_id='j', device='src', target=target,
+                    sync=sync, bitmap='b', bitmap_mode=mode)
+        ev = self.wait_job(qmp, 'j')
+        self.assertEqual('error' in ev['data'], fail)
+        (bm,) = self.bitmaps(qmp, 'src')
+        self.assertFalse(bm['busy'])
+        return bm['count'], ev['data']['offset']
+
+    def test_outcome_per_mode_matches_qsd(self):
+        for mode, fail in itertools.product(['on-success', 'never', 'always'],
+                                            [False, True]):
+            with self.subTest(mode=mode, fail=fail):
+                got = self.outcome(self.blkd, mode, fail)
+                if mode == 'on-success':
+                    # Kept on failure, given up on success.
+                    self.assertEqual(got[0], 65536 if fail else 0)
+                if mode == 'never':
+                    self.assertEqual(got[0], 65536)
+                if mode == 'always' and fail:
+                    # Everything not copied is dirty now.
+                    self.assertEqual(got[0], SIZE - got[1])
+                if self.have_qsd():
+                    ref = self.outcome(self.qsd, mode, fail)
+                    if fail:
+                        # How much is copied before the failure stops the
+                        # job depends on the copies in flight (QEMU: 64
+                        # tasks, blkd: 8 threads); the rule is the same.
+                        if mode == 'always':
+                            self.assertEqual(ref[0], SIZE - ref[1])
+                        else:
+                            self.assertEqual(got[0], ref[0])
+                    else:
+                        self.assertEqual(got, ref)
+
+
+if __name__ == '__main__':
+    unittest.main()
