@@ -69,7 +69,8 @@ BlockDeviceInfo *bdrv_query_node_info(BlockDriverState *bs, bool flat)
     if (backing) {
         info->backing_file = g_strdup(backing->filename);
     }
-    info->backing_file_depth = backing_depth(bs);
+    /* QEMU counts it while walking the chain, which flat output skips. */
+    info->backing_file_depth = flat ? 0 : backing_depth(bs);
     info->detect_zeroes = bs->detect_zeroes;
     info->image = image_info(bs, !flat);
     info->cache = g_new0(BlockdevCacheInfo, 1);
