@@ -127,6 +127,60 @@ class BackupApiTest(BackupTestCase):
                                  clients[1].cmd('blockdev-backup', args))
 
 
+class BusyBitmapTest(BackupTestCase):
+
+    def busy_state(self, binary):
+        """During a throttled backup: the bitmap refuses changes, and the
+        nodes list the job's unnamed bitmaps as QEMU lists them."""
+        d, qmp = self.start(binary, targets=2)
+        qmp.command('block-dirty-bitmap-add', node='src', name='b')
+        qmp.command('block-dirty-bitmap-add', node='src', name='other')
+        qmp.command('blockdev-backup', job_id='j', device='src', target='tgt0',
+                    sync='full', bitmap='b', bitmap_mode='on-success',
+                    speed=1 << 20, filter_node_name='cbw0')
+        replies = [qmp.cmd(name, args) for name, args in [
+            ('block-dirty-bitmap-remove', {'node': 'src', 'name': 'b'}),
+            ('block-dirty-bitmap-clear', {'node': 'src', 'name': 'b'}),
+            ('block-dirty-bitmap-enable', {'node': 'src', 'name': 'b'}),
+            ('block-dirty-bitmap-disable', {'node': 'src', 'name': 'b'}),
+            ('block-dirty-bitmap-merge', {'node': 'src', 'target': 'b',
+                                          'bitmaps': ['other']}),
+            ('block-dirty-bitmap-merge', {'node': 'src', 'target': 'other',
+                                          'bitmaps': ['b']}),
+            ('blockdev-backup', {'job-id': 'j2', 'device': 'src', 'target': 'tgt1',
+                                 'sync': 'incremental', 'bitmap': 'b'}),
+            ('block_resize', {'node-name': 'src', 'size': SIZE * 2}),
+            ('blockdev-del', {'node-name': 'tgt0'}),
+        ]]
+        listed = {}
+        for info in qmp.command('query-named-block-nodes', flat=True):
+            if info['node-name'] in ('src', 'cbw0'):
+                listed[info['node-name']] = [
+                    (b.get('name'), b['granularity'], b['recording'], b['busy'])
+                    for b in info.get('dirty-bitmaps', [])]
+        qmp.command('job-cancel', id='j')
+        self.wait_job(qmp, 'j')
+        after = [(b['name'], b['busy']) for b in self.bitmaps(qmp, 'src')]
+        return replies, listed, after
+
+    def test_busy_bitmap_and_internal_bitmaps_match_qsd(self):
+        replies, listed, after = self.busy_state(self.blkd)
+        self.assertIn('in use by another operation', replies[0]['error']['desc'])
+        # Newest first: the copy bitmap, the successor, then the named ones.
+        self.assertEqual([b[0] for b in listed['src']], [None, None, 'other', 'b'])
+        self.assertEqual(after, [('other', False), ('b', False)])
+        if self.have_qsd():
+            ref = self.busy_state(self.qsd)
+            for mine, theirs in zip(replies, ref[0]):
+                self.assertEqual(mine['error']['class'], theirs['error']['class'])
+            # Texts: bitmap errors are QEMU's; permission errors name users
+            # in blkd's words (the backup job, the export) and blockdev-del
+            # says who holds the node.
+            self.assertEqual(replies[:7], ref[0][:7])
+            self.assertEqual(listed, ref[1])
+            self.assertEqual(after, ref[2])
+
+
 class BackupChainTest(BackupTestCase):
 
     def run_chain(self, binary):
