@@ -33,8 +33,13 @@ check-iotests: build/build.ninja
 demo: all
 	/usr/bin/python3 scripts/demo build/blkd
 
+# Each compares blkd with qemu-storage-daemon (and cp) in the same run;
+# bench/README.md has the figures and how to read them.
 bench: all
 	build/bench/hbitmap
+	/usr/bin/python3 bench/nbd.py build/blkd
+	/usr/bin/python3 bench/bitmaps.py build/blkd
+	/usr/bin/python3 bench/backup.py build/blkd
 
 clean:
 	rm -rf build build-asan
