@@ -72,6 +72,14 @@ bool nbd_read_exact(NbdClient *c, void *buf, size_t len, Error **errp);
 bool nbd_drop_bytes(NbdClient *c, uint64_t len, Error **errp);
 /* Writes the whole iovec (modified as it goes); false on failure (errno). */
 bool nbd_send_iov(NbdClient *c, struct iovec *iov, int niov);
+/*
+ * Places payload[] after a header slot: iov[0] is left for the caller,
+ * whose header carries the returned payload length. iov has room for
+ * NBD_MAX_PAYLOAD_IOV + 1 entries.
+ */
+#define NBD_MAX_PAYLOAD_IOV 3
+uint32_t nbd_iov_after_header(struct iovec *iov, const struct iovec *payload,
+                              int npayload);
 bool nbd_send_buf(NbdClient *c, const void *buf, size_t len, Error **errp);
 
 /* ---- negotiate.c --------------------------------------------------------- */

@@ -38,15 +38,9 @@ static bool send_rep_iov(NbdClient *c, uint32_t type, struct iovec *payload,
                          int npayload, Error **errp)
 {
     uint8_t hdr[NBD_OPTION_REPLY_SIZE];
-    struct iovec iov[4];
-    uint32_t len = 0;
-    int i;
+    struct iovec iov[NBD_MAX_PAYLOAD_IOV + 1];
+    uint32_t len = nbd_iov_after_header(iov, payload, npayload);
 
-    g_assert(npayload < (int)G_N_ELEMENTS(iov));
-    for (i = 0; i < npayload; i++) {
-        len += payload[i].iov_len;
-        iov[i + 1] = payload[i];
-    }
     nbd_st64(hdr, NBD_REP_MAGIC);
     nbd_st32(hdr + 8, c->opt);
     nbd_st32(hdr + 12, type);

@@ -113,15 +113,9 @@ static bool send_chunk(NbdClient *c, uint64_t handle, uint16_t flags,
                        uint16_t type, struct iovec *payload, int npayload)
 {
     uint8_t hdr[NBD_CHUNK_HEADER_SIZE];
-    struct iovec iov[4];
-    uint32_t len = 0;
-    int i;
+    struct iovec iov[NBD_MAX_PAYLOAD_IOV + 1];
+    uint32_t len = nbd_iov_after_header(iov, payload, npayload);
 
-    g_assert(npayload < (int)G_N_ELEMENTS(iov));
-    for (i = 0; i < npayload; i++) {
-        len += payload[i].iov_len;
-        iov[i + 1] = payload[i];
-    }
     nbd_st32(hdr, NBD_STRUCTURED_REPLY_MAGIC);
     nbd_st16(hdr + 4, flags);
     nbd_st16(hdr + 6, type);

@@ -83,6 +83,20 @@ bool nbd_drop_bytes(NbdClient *c, uint64_t len, Error **errp)
     return true;
 }
 
+uint32_t nbd_iov_after_header(struct iovec *iov, const struct iovec *payload,
+                              int npayload)
+{
+    uint32_t len = 0;
+    int i;
+
+    g_assert(npayload <= NBD_MAX_PAYLOAD_IOV);
+    for (i = 0; i < npayload; i++) {
+        len += payload[i].iov_len;
+        iov[i + 1] = payload[i];
+    }
+    return len;
+}
+
 /* Writes the whole iovec (modified as it goes); false on failure. */
 bool nbd_send_iov(NbdClient *c, struct iovec *iov, int niov)
 {
