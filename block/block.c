@@ -8,6 +8,7 @@
 #include "block/core.h"
 #include "block/dirty-bitmap.h"
 #include "util/main-loop.h"
+#include "util/id.h"
 
 static GList *all_nodes;        /* BlockDriverState *, newest first */
 static unsigned node_counter;
@@ -19,21 +20,6 @@ typedef struct BdrvInherit {
     bool cache_no_flush;
     bool discard_unmap;
 } BdrvInherit;
-
-static bool node_name_wellformed(const char *name)
-{
-    const char *c;
-
-    if (!g_ascii_isalpha(name[0])) {
-        return false;
-    }
-    for (c = name; *c; c++) {
-        if (!g_ascii_isalnum(*c) && !strchr("-._", *c)) {
-            return false;
-        }
-    }
-    return true;
-}
 
 BlockDriverState *bdrv_find_node(const char *node_name)
 {
@@ -364,7 +350,7 @@ static BlockDriverState *bdrv_open_inherit(const BlockdevOptions *opts,
         return NULL;
     }
     if (opts->node_name) {
-        if (!node_name_wellformed(opts->node_name)) {
+        if (!id_wellformed(opts->node_name)) {
             error_setg(errp, "Invalid node-name: '%s'", opts->node_name);
             return NULL;
         }

@@ -15,6 +15,7 @@
 #include "block/job-int.h"
 #include "qapi-events.h"
 #include "util/main-loop.h"
+#include "util/id.h"
 
 GMutex job_mutex;
 static GList *jobs;             /* Job *, newest first; main thread */
@@ -268,22 +269,6 @@ void job_txn_del_job_locked(Job *job)
 
 /* ---- creation and lifetime ------------------------------------------- */
 
-/* QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'. */
-static bool job_id_wellformed(const char *id)
-{
-    const char *p;
-
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (p = id + 1; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 void *job_create(const char *job_id, const JobDriver *driver, JobTxn *txn,
                  int flags, Error **errp)
 {
@@ -296,7 +281,7 @@ void *job_create(const char *job_id, const JobDriver *driver, JobTxn *txn,
             error_setg(errp, "Cannot specify job ID for internal job");
             return NULL;
         }
-        if (!job_id_wellformed(job_id)) {
+        if (!id_wellformed(job_id)) {
             error_setg(errp, "Invalid job ID '%s'", job_id);
             return NULL;
         }

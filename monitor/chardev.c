@@ -9,6 +9,7 @@
 #include "monitor/chardev.h"
 #include "util/keyval.h"
 #include "util/sockets.h"
+#include "util/id.h"
 
 typedef enum ChardevKind {
     CHARDEV_SOCKET_SERVER,
@@ -201,21 +202,6 @@ static bool check_supported(json_t *opts, const char *const *supported,
     json_object_foreach(opts, key, v) {
         if (!g_strv_contains(supported, key)) {
             error_setg(errp, "Parameter '%s' is not supported by blkd", key);
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool id_wellformed(const char *id)
-{
-    const char *c;
-
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (c = id; *c; c++) {
-        if (!g_ascii_isalnum(*c) && !strchr("-._", *c)) {
             return false;
         }
     }

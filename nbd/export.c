@@ -35,6 +35,7 @@
 #include "qapi-events.h"
 #include "util/main-loop.h"
 #include "util/sockets.h"
+#include "util/id.h"
 
 GMutex nbd_exports_lock;
 
@@ -157,22 +158,6 @@ static void export_request_shutdown(NbdExport *exp)
     g_mutex_unlock(&nbd_exports_lock);
     exp->user_owned = false;
     export_unref(exp);
-}
-
-/* QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'. */
-static bool id_wellformed(const char *id)
-{
-    size_t i;
-
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (i = 1; id[i]; i++) {
-        if (!g_ascii_isalnum(id[i]) && !strchr("-._", id[i])) {
-            return false;
-        }
-    }
-    return true;
 }
 
 bool qmp_block_export_add(BlockExportOptions *arg, Error **errp)

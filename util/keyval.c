@@ -12,6 +12,7 @@
 
 #include "util/keyval.h"
 #include "util/qdict-order.h"
+#include "util/id.h"
 
 /* QEMU keeps each key fragment in a char[128]. */
 #define KEYVAL_FRAGMENT_MAX 128
@@ -807,22 +808,6 @@ static const char *opts_get_element(const char *params,
         *value = opts_get_value(params + len + 1, &p);
     }
     return *p == ',' ? p + 1 : p;
-}
-
-/* QEMU's id_wellformed(). */
-static bool id_wellformed(const char *id)
-{
-    const char *p;
-
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (p = id + 1; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 static const QemuOptsFlatDesc *find_desc(const QemuOptsFlatDesc *desc,
