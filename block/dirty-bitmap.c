@@ -193,6 +193,15 @@ bool bdrv_dirty_bitmap_inconsistent(const BdrvDirtyBitmap *bm)
     return bm->inconsistent;
 }
 
+void bdrv_dirty_bitmap_set_inconsistent(BdrvDirtyBitmap *bm)
+{
+    lock(bm->bs);
+    g_assert(bm->persistent);
+    bm->inconsistent = true;
+    bm->disabled = true;
+    unlock(bm->bs);
+}
+
 void bdrv_enable_dirty_bitmap(BdrvDirtyBitmap *bm)
 {
     lock(bm->bs);

@@ -62,6 +62,12 @@ void bdrv_enable_dirty_bitmap(BdrvDirtyBitmap *bm);
 void bdrv_disable_dirty_bitmap(BdrvDirtyBitmap *bm);
 void bdrv_dirty_bitmap_set_busy(BdrvDirtyBitmap *bm, bool busy);
 void bdrv_dirty_bitmap_set_persistent(BdrvDirtyBitmap *bm, bool persistent);
+/*
+ * For a persistent bitmap loaded with its in-use flag set (the daemon
+ * that wrote it stopped without saving it): it stops recording and may
+ * only be removed, as in QEMU.
+ */
+void bdrv_dirty_bitmap_set_inconsistent(BdrvDirtyBitmap *bm);
 
 /* Clears every bit; *backup (if not NULL) receives the old bits for undo. */
 void bdrv_clear_dirty_bitmap(BdrvDirtyBitmap *bm, HBitmap **backup);

@@ -8,6 +8,7 @@
 
 #include "block-test-helpers.h"
 #include "block/dirty-bitmap.h"
+#include "qapi-commands.h"
 
 
 static char *file_json(const char *node, int64_t size, const char *extra)
@@ -215,6 +216,79 @@ static void test_query_lists_newest_first(void)
     bdrv_del_node("n", &error_abort);
 }
 
+/* Checks the refusal in *errp and clears it for the next command. */
+static void expect_inconsistent(Error **errp)
+{
+    g_assert_nonnull(*errp);
+    g_assert_cmpint(error_get_class(*errp), ==, ERROR_CLASS_GENERIC_ERROR);
+    g_assert_cmpstr(error_get_pretty(*errp), ==,
+                    "Bitmap 'bad' is inconsistent and cannot be used");
+    g_clear_pointer(errp, error_free);
+}
+
+/*
+ * An inconsistent bitmap (what a crash leaves in a qcow2 image) stops
+ * recording, refuses every QMP use with QEMU's text and changes nothing,
+ * and may only be removed.
+ */
+static void test_inconsistent_may_only_be_removed(void)
+{
+    BlockDriverState *bs = open_node("{\"driver\": \"null-co\", \"node-name\": \"n\","
+                                     " \"size\": 1048576}");
+    BlockBackend *blk = attach(bs);
+    BdrvDirtyBitmap *bm = bdrv_create_dirty_bitmap(bs, 65536, "bad", &error_abort);
+    BlockDirtyBitmapOrStrList src = {
+        .value = &(BlockDirtyBitmapOrStr) { .type = QTYPE_QSTRING,
+                                            .u.local = "bad" },
+    };
+    BlockDirtyBitmapOrStrList dst_src = {
+        .value = &(BlockDirtyBitmapOrStr) { .type = QTYPE_QSTRING,
+                                            .u.local = "good" },
+    };
+    BlockDirtyInfoList *list;
+    Error *err = NULL;
+    uint8_t buf[512] = { 0 };
+
+    bdrv_set_dirty_bitmap(bm, 0, 65536);
+    bdrv_dirty_bitmap_set_persistent(bm, true);
+    bdrv_dirty_bitmap_set_inconsistent(bm);
+    bdrv_create_dirty_bitmap(bs, 65536, "good", &error_abort);
+
+    g_assert_cmpint(blk_pwrite(blk, 524288, sizeof(buf), buf, 0), ==, 0);
+    g_assert_cmpint(bdrv_get_dirty_count(bm), ==, 65536);
+
+    qmp_block_dirty_bitmap_clear("n", "bad", &err);
+    expect_inconsistent(&err);
+    qmp_block_dirty_bitmap_enable("n", "bad", &err);
+    expect_inconsistent(&err);
+    qmp_block_dirty_bitmap_disable("n", "bad", &err);
+    expect_inconsistent(&err);
+    qmp_block_dirty_bitmap_merge("n", "bad", &dst_src, &err);
+    expect_inconsistent(&err);
+    qmp_block_dirty_bitmap_merge("n", "good", &src, &err);
+    expect_inconsistent(&err);
+    qmp_block_dirty_bitmap_copy("n", "bad", "copy", NULL, false, 0, false,
+                                false, false, false, &err);
+    expect_inconsistent(&err);
+    g_assert_cmpint(bdrv_get_dirty_count(bm), ==, 65536);
+    g_assert_false(bdrv_dirty_bitmap_recording(bm));
+
+    list = bdrv_query_dirty_bitmaps(bs);
+    g_assert_cmpstr(list->value->name, ==, "good");
+    g_assert_cmpuint(list->value->count, ==, 65536);  /* the write */
+    g_assert_cmpstr(list->next->value->name, ==, "bad");
+    g_assert_true(list->next->value->has_inconsistent);
+    g_assert_true(list->next->value->inconsistent);
+    g_assert_false(list->next->value->recording);
+    g_assert_null(list->next->next);
+    qapi_free_BlockDirtyInfoList(list);
+
+    g_assert_true(qmp_block_dirty_bitmap_remove("n", "bad", &error_abort));
+    g_assert_null(bdrv_find_dirty_bitmap(bs, "bad"));
+    blk_unref(blk);
+    bdrv_del_node("n", &error_abort);
+}
+
 /* Counts against a model: one byte per granule of the finest granularity. */
 static void test_random_extents_match_model(void)
 {
@@ -293,6 +367,8 @@ int main(int argc, char **argv)
     g_test_add_func("/dirty-bitmap/merge-different-granularity",
                     test_merge_different_granularity);
     g_test_add_func("/dirty-bitmap/query-lists-newest-first", test_query_lists_newest_first);
+    g_test_add_func("/dirty-bitmap/inconsistent-may-only-be-removed",
+                    test_inconsistent_may_only_be_removed);
     g_test_add_func("/dirty-bitmap/random-extents-match-model",
                     test_random_extents_match_model);
     return block_test_run();
