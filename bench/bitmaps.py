@@ -69,13 +69,10 @@ def main():
           ' NBD export of null-co, best of %d' % (opts.count, opts.runs))
     print('%-9s %14s %14s %10s' % ('bitmaps', 'blkd writes/s', 'qsd writes/s',
                                    'blkd/qsd'))
-    base = {}
     for n in (0, 1, 8):
         rates = {}
         for name, binary in daemons:
             rates[name] = opts.count / run_daemon(binary, n, opts.count, opts.runs)
-        base.setdefault('blkd', rates['blkd'])
-        base.setdefault('qsd', rates['qsd'])
         print('%-9d %14.0f %14.0f %9.2fx' % (n, rates['blkd'], rates['qsd'],
                                              rates['blkd'] / rates['qsd']))
     print('(the cost of n bitmaps is the drop from the 0-bitmap row of the '
