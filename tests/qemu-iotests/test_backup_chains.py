@@ -1,0 +1,241 @@
+#!/usr/bin/python3
+"""Backup chains: long incremental chains, differentials and retries.
+
+Built on test_backup's BackupTestCase: writes reach the source through
+qemu-io over the NBD export, every restored image is compared with a copy
+of the source taken right before its job started, and dirty-bitmap counts
+are checked against a Python model (the set of 64 KiB clusters written).
+Where the mode exists in QEMU the same steps run on qemu-storage-daemon
+and the counts and event lengths must match.
+"""
+import shutil
+import unittest
+
+import iotests
+from test_backup import BackupTestCase, qemu_io, SIZE
+
+CLUSTER = 64 * 1024
+UNITS = {'': 1, 'k': 1 << 10, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30}
+
+
+def _num(s):
+    if s[-1] in UNITS:
+        return int(s[:-1]) * UNITS[s[-1]]
+    return int(s)
+
+
+def clusters(cmds):
+    """The 64 KiB cluster indexes a list of qemu-io write commands touch."""
+    touched = set()
+    for cmd in cmds:
+        words = cmd.split()
+        assert words[0] == 'write', cmd
+        off, length = _num(words[-2]), _num(words[-1])
+        touched.update(range(off // CLUSTER, (off + length - 1) // CLUSTER + 1))
+    return touched
+
+
+def count(qmp_bitmaps, name='b0'):
+    (bm,) = [b for b in qmp_bitmaps if b.get('name') == name]
+    return bm['count']
+
+
+class ChainTestCase(BackupTestCase):
+
+    def backup(self, qmp, job_id, target, **args):
+        """Runs one blockdev-backup of 'src' to the end; its end event."""
+        qmp.command('blockdev-backup', job_id=job_id, device='src',
+                    target=target, **args)
+        ev = self.wait_job(qmp, job_id)
+        self.assertIsNotNone(ev, job_id)
+        self.assertEqual(ev['event'], 'BLOCK_JOB_COMPLETED')
+        return ev
+
+    def assertGoodEnd(self, ev):
+        self.assertNotIn('error', ev['data'])
+        self.assertEqual(ev['data']['offset'], ev['data']['len'])
+
+
+# Five rounds of writes: data, zeroes, unaligned and cluster-crossing.
+CHAIN_WRITES = [
+    ['write -P 0x33 1M 64k', 'write -P 0x44 30M 4k'],
+    ['write -P 0x55 1M 128k', 'write -z 20M 512k', 'write -P 0x66 63M 1M'],
+    ['write -P 0x77 100k 10k', 'write -z 4M 192k'],
+    ['write -P 0x88 65532 8', 'write -P 0x99 40M 2M', 'write -z 30M 4k'],
+    ['write -z 10M 3M', 'write -P 0xaa %d 4096' % (SIZE - 4096),
+     'write -P 0xbb 8M 64k'],
+]
+
+
+class IncrementalChainTest(ChainTestCase):
+
+    def run_chain(self, binary):
+        """A full backup and five incrementals; (counts, event lengths)."""
+        n = len(CHAIN_WRITES) + 1
+        d, qmp = self.start(binary, targets=n)
+        qmp.command('block-dirty-bitmap-add', node='src', name='b0')
+        counts, lengths = [], []
+        for i in range(n):
+            if i:
+                qemu_io(d.nbd, *CHAIN_WRITES[i - 1])
+                c = count(self.bitmaps(qmp, 'src'))
+                with self.subTest(step=i, what='bitmap count'):
+                    self.assertEqual(c, len(clusters(CHAIN_WRITES[i - 1])) * CLUSTER)
+                counts.append(c)
+                # Restore: the previous restored image plus this incremental.
+                shutil.copyfile(d.path('tgt%d.img' % (i - 1)),
+                                d.path('tgt%d.img' % i))
+            at_start = self.snapshot(d, 'at%d.img' % i)
+            ev = self.backup(qmp, 'j%d' % i, 'tgt%d' % i,
+                             sync='full' if i == 0 else 'incremental',
+                             bitmap='b0', bitmap_mode='on-success')
+            self.assertGoodEnd(ev)
+            lengths.append(ev['data']['len'])
+            if i:
+                self.assertEqual(ev['data']['len'], counts[-1])
+            else:
+                self.assertEqual(ev['data']['len'], SIZE)
+            self.assertSameImage(at_start, d.path('tgt%d.img' % i))
+            self.assertEqual(count(self.bitmaps(qmp, 'src')), 0)
+        return counts, lengths
+
+    def test_full_then_five_incrementals(self):
+        got = self.run_chain(self.blkd)
+        if self.have_qsd():
+            self.assertEqual(got, self.run_chain(self.qsd))
+
+
+DIFF_WRITES = [
+    ['write -P 0x31 2M 64k', 'write -z 21M 256k'],
+    ['write -P 0x32 2M 4k', 'write -P 0x33 50M 1M', 'write -P 0x34 65000 1000'],
+    ['write -z 0 128k', 'write -P 0x35 33M 100k', 'write -P 0x36 50M 64k'],
+]
+
+
+class DifferentialTest(ChainTestCase):
+
+    def run_differentials(self, binary, diff_args):
+        """A full backup and three differentials; the counts before each."""
+        n = len(DIFF_WRITES) + 1
+        d, qmp = self.start(binary, targets=n)
+        qmp.command('block-dirty-bitmap-add', node='src', name='b0')
+        ev = self.backup(qmp, 'full', 'tgt0', sync='full', bitmap='b0',
+                         bitmap_mode='on-success')
+        self.assertGoodEnd(ev)
+        full_at = self.snapshot(d, 'at0.img')
+        self.assertSameImage(full_at, d.path('tgt0.img'))
+        since_full = set()
+        counts = []
+        for i in range(1, n):
+            qemu_io(d.nbd, *DIFF_WRITES[i - 1])
+            since_full |= clusters(DIFF_WRITES[i - 1])
+            c = count(self.bitmaps(qmp, 'src'))
+            with self.subTest(step=i, what='bitmap count'):
+                self.assertEqual(c, len(since_full) * CLUSTER)
+                if counts:
+                    self.assertGreaterEqual(c, counts[-1])
+            counts.append(c)
+            # Each differential applies onto the full backup, not the last one.
+            shutil.copyfile(d.path('tgt0.img'), d.path('tgt%d.img' % i))
+            at_start = self.snapshot(d, 'at%d.img' % i)
+            ev = self.backup(qmp, 'd%d' % i, 'tgt%d' % i, bitmap='b0', **diff_args)
+            self.assertGoodEnd(ev)
+            self.assertEqual(ev['data']['len'], c)
+            self.assertSameImage(at_start, d.path('tgt%d.img' % i))
+            # Never cleared.
+            self.assertEqual(count(self.bitmaps(qmp, 'src')), c)
+        return counts
+
+    def test_three_differentials_from_one_full(self):
+        got = self.run_differentials(self.blkd, {'sync': 'differential'})
+        if self.have_qsd():
+            ref = self.run_differentials(self.qsd, {'sync': 'bitmap',
+                                                    'bitmap_mode': 'never'})
+            self.assertEqual(got, ref)
+
+
+class RetryAfterFailureTest(ChainTestCase):
+
+    def add_bad_target(self, d, qmp):
+        iotests.run('qemu-img', 'create', '-f', 'raw', d.path('bad.img'),
+                    str(SIZE), check=True)
+        # raw over blkdebug: QEMU raises write_aio from the format above.
+        qmp.command('blockdev-add', {
+            'driver': 'raw', 'node-name': 'bad',
+            'file': {'driver': 'blkdebug',
+                     'inject-error': [{'event': 'write_aio', 'errno': 5}],
+                     'image': {'driver': 'file', 'filename': d.path('bad.img')}}})
+
+    def run_retry(self, binary):
+        """Failed full, good full, failed incremental, retried incremental."""
+        d, qmp = self.start(binary, targets=2)
+        self.add_bad_target(d, qmp)
+        qmp.command('block-dirty-bitmap-add', node='src', name='b0')
+        log = []
+        w0 = ['write -P 0x41 3M 64k', 'write -P 0x42 12M 4k']
+        qemu_io(d.nbd, *w0)
+        model = clusters(w0)
+        self.assertEqual(count(self.bitmaps(qmp, 'src')), len(model) * CLUSTER)
+
+        # 1. A full backup to the failing target: the bitmap keeps everything.
+        ev = self.backup(qmp, 'f_bad', 'bad', sync='full', bitmap='b0',
+                         bitmap_mode='on-success')
+        self.assertIn('error', ev['data'])
+        c = count(self.bitmaps(qmp, 'src'))
+        self.assertEqual(c, len(model) * CLUSTER)
+        log.append(('full-failed', ev['data']['len'], c))
+
+        # 2. The full backup to a good target clears it.
+        at0 = self.snapshot(d, 'at0.img')
+        ev = self.backup(qmp, 'f_good', 'tgt0', sync='full', bitmap='b0',
+                         bitmap_mode='on-success')
+        self.assertGoodEnd(ev)
+        self.assertSameImage(at0, d.path('tgt0.img'))
+        c = count(self.bitmaps(qmp, 'src'))
+        self.assertEqual(c, 0)
+        log.append(('full', ev['data']['len'], c))
+
+        # 3. Writes, then an incremental to the failing target: nothing lost.
+        w1 = ['write -P 0x43 5M 128k', 'write -z 22M 64k', 'write -P 0x44 65500 100']
+        qemu_io(d.nbd, *w1)
+        model = clusters(w1)
+        before = count(self.bitmaps(qmp, 'src'))
+        self.assertEqual(before, len(model) * CLUSTER)
+        ev = self.backup(qmp, 'i_bad', 'bad', sync='incremental', bitmap='b0',
+                         bitmap_mode='on-success')
+        self.assertIn('error', ev['data'])
+        c = count(self.bitmaps(qmp, 'src'))
+        self.assertEqual(c, before)
+        log.append(('incremental-failed', ev['data']['len'], c))
+
+        # 4. Writes after the failure are added to what was kept.
+        w2 = ['write -P 0x45 5M 4k', 'write -P 0x46 44M 1M']
+        qemu_io(d.nbd, *w2)
+        model |= clusters(w2)
+        c = count(self.bitmaps(qmp, 'src'))
+        self.assertEqual(c, len(model) * CLUSTER)
+        log.append(('after-writes', c))
+
+        # 5. The retry to a good target restores identically.
+        shutil.copyfile(d.path('tgt0.img'), d.path('tgt1.img'))
+        at1 = self.snapshot(d, 'at1.img')
+        ev = self.backup(qmp, 'i_good', 'tgt1', sync='incremental', bitmap='b0',
+                         bitmap_mode='on-success')
+        self.assertGoodEnd(ev)
+        self.assertEqual(ev['data']['len'], len(model) * CLUSTER)
+        self.assertSameImage(at1, d.path('tgt1.img'))
+        c = count(self.bitmaps(qmp, 'src'))
+        self.assertEqual(c, 0)
+        log.append(('incremental', ev['data']['len'], c))
+        (bm,) = self.bitmaps(qmp, 'src')
+        self.assertFalse(bm['busy'])
+        return log
+
+    def test_incremental_retry_after_failed_target(self):
+        got = self.run_retry(self.blkd)
+        if self.have_qsd():
+            self.assertEqual(got, self.run_retry(self.qsd))
+
+
+if __name__ == '__main__':
+    unittest.main()
