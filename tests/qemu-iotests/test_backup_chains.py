@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Backup chains: long incremental chains, differentials and retries.
+"""Backup chains: long incremental chains, differentials, retries, qcow2 overlays.
 
 Built on test_backup's BackupTestCase: writes reach the source through
 qemu-io over the NBD export, every restored image is compared with a copy
@@ -8,6 +8,7 @@ are checked against a Python model (the set of 64 KiB clusters written).
 Where the mode exists in QEMU the same steps run on qemu-storage-daemon
 and the counts and event lengths must match.
 """
+import json
 import shutil
 import unittest
 
@@ -235,6 +236,63 @@ class RetryAfterFailureTest(ChainTestCase):
         got = self.run_retry(self.blkd)
         if self.have_qsd():
             self.assertEqual(got, self.run_retry(self.qsd))
+
+
+class Qcow2ChainTest(ChainTestCase):
+    """The restore layout QEMU documents: a full backup into a qcow2 image,
+    each incremental into a qcow2 overlay backed by the previous one."""
+
+    def add_qcow2_target(self, d, qmp, name, backing=None):
+        path = d.path(name + '.qcow2')
+        args = ['qemu-img', 'create', '-f', 'qcow2', '-o', 'cluster_size=65536']
+        if backing:
+            args += ['-b', backing, '-F', 'qcow2']
+        iotests.run(*args, path, str(SIZE), check=True)
+        qmp.command('blockdev-add', {
+            'driver': 'qcow2', 'node-name': name,
+            'file': {'driver': 'file', 'filename': path}})
+        return path
+
+    def assertCleanImage(self, path):
+        res = iotests.run('qemu-img', 'check', '-f', 'qcow2', path)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn('No errors were found', res.stdout)
+
+    def run_qcow2_chain(self, binary):
+        d, qmp = self.start(binary, targets=0)
+        qmp.command('block-dirty-bitmap-add', node='src', name='b0')
+        lengths, allocated = [], []
+        previous = None
+        for i in range(3):
+            if i:
+                qemu_io(d.nbd, *CHAIN_WRITES[i - 1])
+            at_start = self.snapshot(d, 'at%d.img' % i)
+            path = self.add_qcow2_target(d, qmp, 'q%d' % i, backing=previous)
+            ev = self.backup(qmp, 'j%d' % i, 'q%d' % i,
+                             sync='full' if i == 0 else 'incremental',
+                             bitmap='b0', bitmap_mode='on-success')
+            self.assertGoodEnd(ev)
+            lengths.append(ev['data']['len'])
+            qmp.command('blockdev-del', node_name='q%d' % i)
+            self.assertCleanImage(path)
+            # The whole chain up to this image is the disk at the job's start.
+            res = iotests.run('qemu-img', 'compare', '-F', 'raw', path, at_start)
+            self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+            if i:
+                # An overlay holds only the incremental's clusters.
+                mapped = iotests.run('qemu-img', 'map', '--output=json', path,
+                                     check=True).stdout
+                allocated.append(sum(
+                    e['length'] for e in json.loads(mapped)
+                    if e['depth'] == 0 and (e['data'] or e['zero'])))
+            previous = path
+        return lengths, allocated
+
+    def test_full_and_incrementals_into_qcow2_overlays(self):
+        lengths, allocated = self.run_qcow2_chain(self.blkd)
+        self.assertEqual(allocated, lengths[1:])
+        if self.have_qsd():
+            self.assertEqual((lengths, allocated), self.run_qcow2_chain(self.qsd))
 
 
 if __name__ == '__main__':
