@@ -13,32 +13,7 @@ import shutil
 import unittest
 
 import iotests
-from test_backup import BackupTestCase, qemu_io, SIZE
-
-CLUSTER = 64 * 1024
-UNITS = {'': 1, 'k': 1 << 10, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30}
-
-
-def _num(s):
-    if s[-1] in UNITS:
-        return int(s[:-1]) * UNITS[s[-1]]
-    return int(s)
-
-
-def clusters(cmds):
-    """The 64 KiB cluster indexes a list of qemu-io write commands touch."""
-    touched = set()
-    for cmd in cmds:
-        words = cmd.split()
-        assert words[0] == 'write', cmd
-        off, length = _num(words[-2]), _num(words[-1])
-        touched.update(range(off // CLUSTER, (off + length - 1) // CLUSTER + 1))
-    return touched
-
-
-def count(qmp_bitmaps, name='b0'):
-    (bm,) = [b for b in qmp_bitmaps if b.get('name') == name]
-    return bm['count']
+from test_backup import BackupTestCase, CLUSTER, SIZE, clusters, count, qemu_io
 
 
 class ChainTestCase(BackupTestCase):
