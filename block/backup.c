@@ -129,9 +129,9 @@ static int copy_all(BackupJob *s)
         g_mutex_unlock(&s->lock);
 
         if (copied) {
-            job_progress_update(job, copied);
             block_job_ratelimit_processed_bytes(&s->common, copied);
         }
+        job_progress_update(job, copied + block_copy_take_on_demand(s->bcs));
         if (error) {
             BlockErrorAction action;
 
@@ -176,7 +176,7 @@ static int copy_all(BackupJob *s)
     }
     wait_in_flight_below(s, 0);
     g_thread_pool_free(pool, FALSE, TRUE);
-    job_progress_update(job, s->copied);
+    job_progress_update(job, s->copied + block_copy_take_on_demand(s->bcs));
     s->copied = 0;
     /* The job's error is strerror(-ret), as QEMU reports it: no errp. */
     return ret;
@@ -200,6 +200,7 @@ static int backup_run(Job *job, Error **errp)
         while (!job_is_cancelled(job)) {
             job_yield(job);
         }
+        job_progress_update(job, block_copy_take_on_demand(s->bcs));
         return -ECANCELED;
     }
     return copy_all(s);

@@ -25,6 +25,7 @@ struct BlockCopyState {
     GMutex lock;
     GCond cond;             /* a copy in flight finished */
     GList *tasks;           /* CopyTask *, in flight */
+    int64_t on_demand;      /* bytes block_copy() copied, not yet taken */
 };
 
 BlockCopyState *block_copy_state_new(BdrvChild *source, BdrvChild *target,
@@ -211,10 +212,26 @@ int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
             done += task.end - task.start;
         }
     }
+    if (done) {
+        g_mutex_lock(&s->lock);
+        s->on_demand += done;
+        g_mutex_unlock(&s->lock);
+    }
     if (copied) {
         *copied = done;
     }
     return ret;
+}
+
+int64_t block_copy_take_on_demand(BlockCopyState *s)
+{
+    int64_t bytes;
+
+    g_mutex_lock(&s->lock);
+    bytes = s->on_demand;
+    s->on_demand = 0;
+    g_mutex_unlock(&s->lock);
+    return bytes;
 }
 
 int block_copy_next(BlockCopyState *s, int64_t max_chunk, int64_t *copied,

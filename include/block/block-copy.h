@@ -46,6 +46,12 @@ void block_copy_set_skip_unallocated(BlockCopyState *s, bool skip);
 int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
                int64_t *copied, bool *error_is_read);
 /*
+ * The bytes block_copy() calls (copies ahead of guest writes) copied since
+ * the last call: a job counts them as progress, as QEMU's does, but not
+ * against its speed limit.
+ */
+int64_t block_copy_take_on_demand(BlockCopyState *s);
+/*
  * Background copy: claims the next dirty chunk (up to max_chunk bytes of
  * contiguous dirty clusters) and copies it. Returns 0 with *copied set,
  * -ENOENT when nothing dirty is left, or -errno (*error_is_read).

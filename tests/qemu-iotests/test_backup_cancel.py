@@ -11,34 +11,9 @@ as a JOB_STATUS_CHANGE.
 import time
 import unittest
 
-from test_backup import BackupTestCase, qemu_io, SIZE
+from test_backup import BackupTestCase, CLUSTER, SIZE, clusters, count, qemu_io
 
-CLUSTER = 64 * 1024
-UNITS = {'': 1, 'k': 1 << 10, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30}
 SPEED = 1 << 20
-
-
-def _num(s):
-    if s[-1] in UNITS:
-        return int(s[:-1]) * UNITS[s[-1]]
-    return int(s)
-
-
-def clusters(cmds):
-    """The 64 KiB cluster indexes a list of qemu-io write commands touch."""
-    touched = set()
-    for cmd in cmds:
-        words = cmd.split()
-        assert words[0] == 'write', cmd
-        off, length = _num(words[-2]), _num(words[-1])
-        touched.update(range(off // CLUSTER, (off + length - 1) // CLUSTER + 1))
-    return touched
-
-
-def count(qmp_bitmaps, name='b0'):
-    (bm,) = [b for b in qmp_bitmaps if b.get('name') == name]
-    return bm['count']
-
 
 # Dirtied before the job (16 MiB: blkd's first burst of copies is 8 MiB,
 # QEMU's 1 MiB; the cancel comes long before the end), and written during it
@@ -211,6 +186,50 @@ class CancelPendingTest(CancelTestCase):
             ref = self.cancel_pending(self.qsd)
             self.assertEqual(log, undrained(ref[0]))
             self.assertEqual((before, after), ref[1:])
+
+
+class WritesDuringFullTest(CancelTestCase):
+    """A throttled full backup anchored with its bitmap by a transaction;
+    writes land behind the copy point (copied already) and ahead of it
+    (copied first by copy-before-write). The backup is the disk at the
+    start, the bitmap holds exactly the writes, and the progress counts
+    the copies made ahead of the writes, as QEMU's does."""
+
+    AHEAD = ['write -P 0x73 60M 128k', 'write -P 0x74 %d 4096' % (SIZE - 4096),
+             'write -z 48M 64k']
+    BEHIND = ['write -P 0x71 64k 64k', 'write -P 0x72 300k 4k']
+
+    def run_full(self, binary):
+        d, qmp = self.start(binary)
+        at_start = self.snapshot(d, 'at_start.img')
+        qmp.command('transaction', actions=[
+            {'type': 'block-dirty-bitmap-add',
+             'data': {'node': 'src', 'name': 'b0'}},
+            {'type': 'blockdev-backup',
+             'data': {'job-id': 'j', 'device': 'src', 'target': 'tgt0',
+                      'sync': 'full', 'speed': SPEED}}])
+        self.wait_progress(qmp, 'j', at_least=1 << 20)
+        qemu_io(d.nbd, *self.BEHIND)
+        qemu_io(d.nbd, *self.AHEAD)
+        j = self.job(qmp, 'j')
+        self.assertLess(j['current-progress'], j['total-progress'])
+        qmp.command('block-job-set-speed', device='j', speed=0)
+        self.collect(qmp, 'j', 'null')
+        ev = self.last_event
+        self.assertEqual(ev['event'], 'BLOCK_JOB_COMPLETED')
+        self.assertNotIn('error', ev['data'])
+        self.assertEqual(ev['data']['len'], SIZE)
+        self.assertEqual(ev['data']['offset'], SIZE)
+        self.assertSameImage(at_start, d.path('tgt0.img'))
+        written = clusters(self.AHEAD) | clusters(self.BEHIND)
+        self.assertEqual(count(self.bitmaps(qmp, 'src')), len(written) * CLUSTER)
+        return ev['data'], count(self.bitmaps(qmp, 'src'))
+
+    def test_writes_ahead_and_behind_the_copy_point(self):
+        got = self.run_full(self.blkd)
+        if self.have_qsd():
+            self.assertEqual(got, self.run_full(self.qsd))
+
 
 if __name__ == '__main__':
     unittest.main()
