@@ -12,9 +12,8 @@ import time
 import unittest
 
 import iotests
-from test_backup import BackupTestCase, qemu_io, SIZE
+from test_backup import BackupTestCase, CLUSTER, SIZE, qemu_io
 
-CLUSTER = 64 * 1024
 EIO = 5
 
 
