@@ -55,7 +55,9 @@ def qemu_io(sock, *cmds):
 class BackupTestCase(iotests.DaemonTestCase):
     """A source raw image with data, exported over NBD, and raw targets."""
 
-    def start(self, binary, targets=1, extra=()):
+    def start(self, binary, targets=1, extra=(), src_node=True):
+        """With src_node False only the file node 'srcf' is opened: the
+        caller adds 'src' and its export once the daemon runs."""
         iotests.skip_if_missing('qemu-img')
         iotests.skip_if_missing('qemu-io')
         d = iotests.Daemon(self, name=os.path.basename(binary))
@@ -63,16 +65,18 @@ class BackupTestCase(iotests.DaemonTestCase):
         iotests.run('qemu-img', 'create', '-f', 'raw', src, str(SIZE), check=True)
         iotests.run('qemu-io', '-f', 'raw', '-c', 'write -P 0x11 0 8M',
                     '-c', 'write -P 0x22 20M 1M', src, check=True)
-        args = ['--blockdev', 'driver=file,node-name=srcf,filename=' + src,
-                '--blockdev', 'driver=raw,node-name=src,file=srcf']
+        args = ['--blockdev', 'driver=file,node-name=srcf,filename=' + src]
+        if src_node:
+            args += ['--blockdev', 'driver=raw,node-name=src,file=srcf']
         for i in range(targets):
             tgt = d.path('tgt%d.img' % i)
             iotests.run('qemu-img', 'create', '-f', 'raw', tgt, str(SIZE), check=True)
             args += ['--blockdev', 'driver=file,node-name=tgt%df,filename=%s' % (i, tgt),
                      '--blockdev', 'driver=raw,node-name=tgt%d,file=tgt%df' % (i, i)]
         sock = d.path('nbd.sock')
-        args += ['--nbd-server', 'addr.type=unix,addr.path=' + sock,
-                 '--export', 'nbd,id=e0,node-name=src,name=src,writable=on']
+        args += ['--nbd-server', 'addr.type=unix,addr.path=' + sock]
+        if src_node:
+            args += ['--export', 'nbd,id=e0,node-name=src,name=src,writable=on']
         d.start(binary, *args, *extra)
         d.nbd = sock
         d.src = src

@@ -7,11 +7,9 @@ target, and the events (kinds, actions, operations), the job statuses seen
 in query-jobs, the bitmap counts and the restored image must match; the
 image must also equal a copy of the source taken when the job started.
 """
-import os
 import time
 import unittest
 
-import iotests
 from test_backup import BackupTestCase, CLUSTER, SIZE, qemu_io
 
 EIO = 5
@@ -46,23 +44,8 @@ class PolicyTestCase(BackupTestCase):
         'src' is added over QMP once the daemon runs, so no read of the
         daemon's own (probing, export setup) meets the injected error; the
         NBD export of 'src' is added after it."""
-        iotests.skip_if_missing('qemu-img')
-        iotests.skip_if_missing('qemu-io')
-        d = iotests.Daemon(self, name=os.path.basename(binary))
-        src = d.path('src.img')
-        iotests.run('qemu-img', 'create', '-f', 'raw', src, str(SIZE), check=True)
-        iotests.run('qemu-io', '-f', 'raw', '-c', 'write -P 0x11 0 8M',
-                    '-c', 'write -P 0x22 20M 1M', src, check=True)
-        tgt = d.path('tgt0.img')
-        iotests.run('qemu-img', 'create', '-f', 'raw', tgt, str(SIZE), check=True)
-        sock = d.path('nbd.sock')
-        d.start(binary,
-                '--blockdev', 'driver=file,node-name=srcf,filename=' + src,
-                '--blockdev', 'driver=file,node-name=tgt0f,filename=' + tgt,
-                '--blockdev', 'driver=raw,node-name=tgt0,file=tgt0f',
-                '--nbd-server', 'addr.type=unix,addr.path=' + sock)
-        d.nbd, d.src, d.tgt = sock, src, tgt
-        qmp = d.qmp(negotiate=True)
+        d, qmp = self.start(binary, src_node=False)
+        d.tgt = d.path('tgt0.img')
         if src_inject is None:
             qmp.command('blockdev-add', driver='raw', node_name='src', file='srcf')
         else:
