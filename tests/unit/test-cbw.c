@@ -20,6 +20,41 @@ static char *file_node(const char *name, const char *extra)
                            " \"filename\": \"%s\"%s}", name, path, extra);
 }
 
+/* The nodes and users each test starts from. */
+typedef struct Setup {
+    BlockDriverState *src, *tgt;
+    BlockBackend *guest;
+    BlockBackend *reader;       /* on tgt, or NULL */
+} Setup;
+
+/*
+ * Opens file node "src" with a guest taking guest_perm, and "tgt" from
+ * tgt_json (NULL: a file node) with a reader if asked.
+ */
+static void setup(Setup *s, const char *tgt_json, uint64_t guest_perm,
+                  bool reader)
+{
+    g_autofree char *src_json = file_node("src", "");
+    g_autofree char *file_tgt = tgt_json ? NULL : file_node("tgt", "");
+
+    s->src = block_test_open(src_json, &error_abort);
+    s->tgt = block_test_open(tgt_json ? tgt_json : file_tgt, &error_abort);
+    s->guest = block_test_backend(s->src, "guest", BLOCK_TEST_RW, guest_perm);
+    s->reader = reader ? block_test_backend(s->tgt, "reader",
+                                            BLK_PERM_CONSISTENT_READ,
+                                            BLK_PERM_ALL) : NULL;
+}
+
+static void teardown(Setup *s)
+{
+    if (s->reader) {
+        blk_unref(s->reader);
+    }
+    blk_unref(s->guest);
+    bdrv_del_node("src", &error_abort);
+    bdrv_del_node("tgt", &error_abort);
+}
+
 static void fill(BlockBackend *blk, guint32 seed, char *copy)
 {
     GRand *rand = g_rand_new_with_seed(seed);
@@ -47,44 +82,35 @@ static int64_t count(BlockDriverState *bs, int index)
 
 static void test_guest_write_copies_old_data_first(void)
 {
-    g_autofree char *src_json = file_node("src", "");
-    g_autofree char *tgt_json = file_node("tgt", "");
-    BlockDriverState *src = block_test_open(src_json, &error_abort);
-    BlockDriverState *tgt = block_test_open(tgt_json, &error_abort);
-    BlockBackend *guest = block_test_backend(src, "guest", BLOCK_TEST_RW,
-                                             BLK_PERM_CONSISTENT_READ |
-                                             BLK_PERM_WRITE_UNCHANGED | BLK_PERM_WRITE);
-    BlockBackend *reader = block_test_backend(tgt, "reader", BLK_PERM_CONSISTENT_READ,
-                                              BLK_PERM_ALL);
+    Setup st;
     g_autofree char *orig = g_malloc(SIZE), *buf = g_malloc(65536);
     char news[4096];
     BlockCopyState *bcs;
     BlockDriverState *filter;
 
-    fill(guest, 1, orig);
-    filter = bdrv_cbw_append(src, tgt, "cbw0", &bcs, &error_abort);
-    g_assert_true(blk_bs(guest) == filter);
+    setup(&st, NULL, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED |
+          BLK_PERM_WRITE, true);
+    fill(st.guest, 1, orig);
+    filter = bdrv_cbw_append(st.src, st.tgt, "cbw0", &bcs, &error_abort);
+    g_assert_true(blk_bs(st.guest) == filter);
     memset(news, 0x5a, sizeof(news));
-    g_assert_cmpint(blk_pwrite(guest, 100 * 1024, sizeof(news), news, 0), ==, 0);
+    g_assert_cmpint(blk_pwrite(st.guest, 100 * 1024, sizeof(news), news, 0), ==, 0);
     /* The target holds the old data of the whole 64 KiB cluster written. */
-    g_assert_cmpint(blk_pread(reader, 65536, 65536, buf, 0), ==, 0);
+    g_assert_cmpint(blk_pread(st.reader, 65536, 65536, buf, 0), ==, 0);
     g_assert_cmpmem(buf, 65536, orig + 65536, 65536);
     /* The guest reads its new data. */
-    g_assert_cmpint(blk_pread(guest, 100 * 1024, sizeof(news), buf, 0), ==, 0);
+    g_assert_cmpint(blk_pread(st.guest, 100 * 1024, sizeof(news), buf, 0), ==, 0);
     g_assert_cmpmem(buf, sizeof(news), news, sizeof(news));
     /* Source: the copy bitmap, all but the copied cluster left. */
-    g_assert_cmpint(count(src, 0), ==, SIZE - 65536);
+    g_assert_cmpint(count(st.src, 0), ==, SIZE - 65536);
     /* Filter: access (everything) newest, then done (the copied cluster). */
     g_assert_cmpint(count(filter, 0), ==, SIZE);
     g_assert_cmpint(count(filter, 1), ==, 65536);
 
     bdrv_cbw_drop(filter);
-    g_assert_true(blk_bs(guest) == src);
-    g_assert_null(bdrv_query_dirty_bitmaps(src));
-    blk_unref(reader);
-    blk_unref(guest);
-    bdrv_del_node("src", &error_abort);
-    bdrv_del_node("tgt", &error_abort);
+    g_assert_true(blk_bs(st.guest) == st.src);
+    g_assert_null(bdrv_query_dirty_bitmaps(st.src));
+    teardown(&st);
 }
 
 typedef struct Writer {
@@ -112,15 +138,7 @@ static gpointer write_loop(gpointer opaque)
 
 static void test_point_in_time_under_concurrent_writes(void)
 {
-    g_autofree char *src_json = file_node("src", "");
-    g_autofree char *tgt_json = file_node("tgt", "");
-    BlockDriverState *src = block_test_open(src_json, &error_abort);
-    BlockDriverState *tgt = block_test_open(tgt_json, &error_abort);
-    BlockBackend *guest = block_test_backend(src, "guest", BLOCK_TEST_RW,
-                                             BLK_PERM_CONSISTENT_READ |
-                                             BLK_PERM_WRITE_UNCHANGED | BLK_PERM_WRITE);
-    BlockBackend *reader = block_test_backend(tgt, "reader", BLK_PERM_CONSISTENT_READ,
-                                              BLK_PERM_ALL);
+    Setup st;
     g_autofree char *orig = g_malloc(SIZE), *after = g_malloc(SIZE);
     gint stop = 0;
     Writer w[4];
@@ -131,10 +149,12 @@ static void test_point_in_time_under_concurrent_writes(void)
     bool is_read;
     int i, ret;
 
-    fill(guest, 7, orig);
-    filter = bdrv_cbw_append(src, tgt, NULL, &bcs, &error_abort);
+    setup(&st, NULL, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED |
+          BLK_PERM_WRITE, true);
+    fill(st.guest, 7, orig);
+    filter = bdrv_cbw_append(st.src, st.tgt, NULL, &bcs, &error_abort);
     for (i = 0; i < 4; i++) {
-        w[i] = (Writer) { guest, 100 + i, &stop };
+        w[i] = (Writer) { st.guest, 100 + i, &stop };
         t[i] = g_thread_new("writer", write_loop, &w[i]);
     }
     /* The background copy, 1 MiB at a time, while the guest writes. */
@@ -149,68 +169,55 @@ static void test_point_in_time_under_concurrent_writes(void)
     }
     /* Everything was copied once, by one side or the other. */
     g_assert_cmpint(total + count(filter, 1), >=, SIZE);
-    g_assert_cmpint(blk_pread(reader, 0, SIZE, after, 0), ==, 0);
+    g_assert_cmpint(blk_pread(st.reader, 0, SIZE, after, 0), ==, 0);
     g_assert_true(memcmp(after, orig, SIZE) == 0);
     bdrv_cbw_drop(filter);
-    blk_unref(reader);
-    blk_unref(guest);
-    bdrv_del_node("src", &error_abort);
-    bdrv_del_node("tgt", &error_abort);
+    teardown(&st);
 }
 
 static void test_source_cannot_be_written_or_resized_behind_it(void)
 {
-    g_autofree char *src_json = file_node("src", "");
-    g_autofree char *tgt_json = file_node("tgt", "");
-    BlockDriverState *src = block_test_open(src_json, &error_abort);
-    BlockDriverState *tgt = block_test_open(tgt_json, &error_abort);
-    BlockBackend *guest = block_test_backend(src, "guest", BLOCK_TEST_RW,
-                                             BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE);
+    Setup st;
     BlockBackend *other = blk_new("job 'j1'", BLOCK_TEST_RW, BLK_PERM_ALL);
     g_autoptr(Error) err = NULL;
     BlockCopyState *bcs;
-    BlockDriverState *filter = bdrv_cbw_append(src, tgt, "f", &bcs, &error_abort);
+    BlockDriverState *filter;
 
-    g_assert_false(blk_insert_bs(other, src, &err));
+    setup(&st, NULL, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, false);
+    filter = bdrv_cbw_append(st.src, st.tgt, "f", &bcs, &error_abort);
+    g_assert_false(blk_insert_bs(other, st.src, &err));
     g_assert_nonnull(strstr(error_get_pretty(err), "unshared by node 'f'"));
     g_clear_pointer(&err, error_free);
-    g_assert_false(bdrv_truncate(src, SIZE * 2, &err));
+    g_assert_false(bdrv_truncate(st.src, SIZE * 2, &err));
     g_assert_nonnull(strstr(error_get_pretty(err), "resize"));
     blk_unref(other);
     bdrv_cbw_drop(filter);
-    blk_unref(guest);
-    bdrv_del_node("src", &error_abort);
-    bdrv_del_node("tgt", &error_abort);
+    teardown(&st);
 }
 
 static void test_copy_error_breaks_guest_write(void)
 {
-    g_autofree char *src_json = file_node("src", "");
     g_autofree char *tgt_path = block_test_file("tgt.img", SIZE);
     g_autofree char *tgt_json = g_strdup_printf(
         "{\"driver\": \"blkdebug\", \"node-name\": \"tgt\", \"inject-error\":"
         " [{\"event\": \"write_aio\", \"errno\": 28}], \"image\":"
         " {\"driver\": \"file\", \"filename\": \"%s\"}}", tgt_path);
-    BlockDriverState *src = block_test_open(src_json, &error_abort);
-    BlockDriverState *tgt = block_test_open(tgt_json, &error_abort);
-    BlockBackend *guest = block_test_backend(src, "guest", BLOCK_TEST_RW,
-                                             BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE);
+    Setup st;
     BlockCopyState *bcs;
     BlockDriverState *filter;
     g_autofree char *orig = g_malloc(SIZE);
     char buf[512] = { 1 };
 
-    fill(guest, 3, orig);       /* data to copy, not zeroes */
-    filter = bdrv_cbw_append(src, tgt, NULL, &bcs, &error_abort);
+    setup(&st, tgt_json, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, false);
+    fill(st.guest, 3, orig);    /* data to copy, not zeroes */
+    filter = bdrv_cbw_append(st.src, st.tgt, NULL, &bcs, &error_abort);
     /* The old data could not be saved: the write must not happen. */
-    g_assert_cmpint(blk_pwrite(guest, 0, sizeof(buf), buf, 0), ==, -ENOSPC);
+    g_assert_cmpint(blk_pwrite(st.guest, 0, sizeof(buf), buf, 0), ==, -ENOSPC);
     g_assert_cmpint(bdrv_cbw_snapshot_error(filter), ==, 0);
     /* The cluster is still to be copied. */
-    g_assert_cmpint(count(src, 0), ==, SIZE);
+    g_assert_cmpint(count(st.src, 0), ==, SIZE);
     bdrv_cbw_drop(filter);
-    blk_unref(guest);
-    bdrv_del_node("src", &error_abort);
-    bdrv_del_node("tgt", &error_abort);
+    teardown(&st);
 }
 
 int main(int argc, char **argv)
