@@ -175,27 +175,41 @@ static BdrvInherit inherit_from(const BlockDriverState *parent, bool read_only)
     };
 }
 
+/* The node ref names (a new reference), or one opened from its definition. */
+static BlockDriverState *open_ref(const BlockdevRef *ref,
+                                  const BdrvInherit *inherit, Error **errp)
+{
+    BlockDriverState *bs;
+
+    if (ref->type != QTYPE_QSTRING) {
+        return bdrv_open_inherit(ref->u.definition, inherit, errp);
+    }
+    bs = bdrv_lookup_bs(ref->u.reference, ref->u.reference, errp);
+    if (bs) {
+        bdrv_ref(bs);
+    }
+    return bs;
+}
+
+BlockDriverState *bdrv_open_blockdev_ref(const BlockdevRef *ref, Error **errp)
+{
+    static const BdrvInherit defaults = { 0 };
+
+    g_assert(main_loop_is_main_thread());
+    return open_ref(ref, &defaults, errp);
+}
+
 static BdrvChild *open_child(BlockDriverState *parent, const BlockdevRef *ref,
                              const char *child_name, BdrvChildRole role,
                              bool read_only, Error **errp)
 {
-    BlockDriverState *child_bs;
+    BdrvInherit inherit = inherit_from(parent, read_only);
+    BlockDriverState *child_bs = open_ref(ref, &inherit, errp);
     BdrvChild *c;
     uint64_t perm, shared;
 
-    if (ref->type == QTYPE_QSTRING) {
-        child_bs = bdrv_lookup_bs(ref->u.reference, ref->u.reference, errp);
-        if (!child_bs) {
-            return NULL;
-        }
-        bdrv_ref(child_bs);
-    } else {
-        BdrvInherit inherit = inherit_from(parent, read_only);
-
-        child_bs = bdrv_open_inherit(ref->u.definition, &inherit, errp);
-        if (!child_bs) {
-            return NULL;
-        }
+    if (!child_bs) {
+        return NULL;
     }
     if (parent->drv->child_perm) {
         BdrvChild probe = { .bs = child_bs, .name = (char *)child_name, .role = role };

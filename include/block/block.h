@@ -23,6 +23,7 @@
 typedef struct BlockDriverState BlockDriverState;
 typedef struct BdrvChild BdrvChild;
 typedef struct BlockdevOptions BlockdevOptions;
+typedef struct BlockdevRef BlockdevRef;
 
 typedef enum BdrvRequestFlags {
     BDRV_REQ_FUA = 1 << 0,          /* on stable storage before completion */
@@ -55,6 +56,12 @@ typedef enum BlockPermissionFlags {
 BlockDriverState *bdrv_open_options(const BlockdevOptions *options, Error **errp);
 /* A node the caller owns (a job's filter): bdrv_unref frees it. */
 BlockDriverState *bdrv_open_internal(const BlockdevOptions *options, Error **errp);
+/*
+ * A node for a user that is not its parent (blockdev-create's target): the
+ * node ref names, with a new reference, or one opened from its definition
+ * (read-write unless it says otherwise). Either way bdrv_unref() drops it.
+ */
+BlockDriverState *bdrv_open_blockdev_ref(const BlockdevRef *ref, Error **errp);
 /* blockdev-del: closes a node opened by bdrv_open_options, if unused. */
 bool bdrv_del_node(const char *node_name, Error **errp);
 /* Frees every node (shutdown), flushing them first. */
