@@ -51,12 +51,12 @@ static uint64_t rb_get(BDRVQcow2State *s, const uint8_t *rb, uint64_t i)
     }
 }
 
-static void rb_set(BDRVQcow2State *s, uint8_t *rb, uint64_t i, uint64_t v)
+void qcow2_rb_set(int refcount_order, uint8_t *rb, uint64_t i, uint64_t v)
 {
     unsigned bits, mask;
     uint64_t bit;
 
-    switch (s->refcount_order) {
+    switch (refcount_order) {
     case 3:
         rb[i] = v;
         break;
@@ -70,7 +70,7 @@ static void rb_set(BDRVQcow2State *s, uint8_t *rb, uint64_t i, uint64_t v)
         qcow2_st64(rb + 8 * i, v);
         break;
     default:
-        bits = 1u << s->refcount_order;
+        bits = 1u << refcount_order;
         mask = (1u << bits) - 1;
         bit = i * bits;
         rb[bit / 8] = (rb[bit / 8] & ~(mask << (bit % 8))) | (v << (bit % 8));
@@ -220,7 +220,7 @@ static int update_refcounts(BlockDriverState *bs, uint64_t first, uint64_t nb,
                                                PRIx64 " out of range",
                                                (idx << s->rb_bits) + i);
             }
-            rb_set(s, rb, i, v + addend);
+            qcow2_rb_set(s->refcount_order, rb, i, v + addend);
             if (v + addend == 0) {
                 uint64_t c = (idx << s->rb_bits) + i;
 
@@ -295,7 +295,7 @@ static int grow_table(BlockDriverState *bs, uint64_t min_idx)
 
         memset(buf, 0, s->cluster_size);
         for (i = MAX(lo, area); i < MIN(hi, area + k + t); i++) {
-            rb_set(s, buf, i - lo, 1);
+            qcow2_rb_set(s->refcount_order, buf, i - lo, 1);
         }
         ret = bdrv_pwrite(bs->file, (area + b) << s->cluster_bits,
                           s->cluster_size, buf, 0);
@@ -381,7 +381,8 @@ static int create_blocks(BlockDriverState *bs, uint64_t first, uint64_t nb,
         memset(buf, 0, s->cluster_size);
         for (c = at; c < first + nb; c++) {
             if (c >> s->rb_bits == idx) {
-                rb_set(s, buf, c & ((1ull << s->rb_bits) - 1), 1);
+                qcow2_rb_set(s->refcount_order, buf,
+                             c & ((1ull << s->rb_bits) - 1), 1);
             }
         }
         ret = bdrv_pwrite(bs->file, loc++ << s->cluster_bits, s->cluster_size,

@@ -343,6 +343,9 @@ int qcow2_read_compressed(BlockDriverState *bs, uint64_t l2_entry, void *buf);
 
 /* ---- qcow2-refcount.c: host cluster allocation (under lock) ------------ */
 
+/* Sets entry i of refcount block rb (on-disk form) to v. */
+void qcow2_rb_set(int refcount_order, uint8_t *rb, uint64_t i, uint64_t v);
+
 int qcow2_load_refcount_table(BlockDriverState *bs, Error **errp);
 /*
  * Allocates nb contiguous host clusters with refcount 1 and returns the
