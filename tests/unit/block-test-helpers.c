@@ -1,16 +1,33 @@
 /* What the block layer's unit tests share; see block-test-helpers.h. */
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "block-test-helpers.h"
+#include "qapi/event.h"
 #include "qapi-visit.h"
 #include "util/json-stream.h"
 #include "util/main-loop.h"
 
 static char *scratch_dir;
 
+GMutex block_test_events_lock;
+GPtrArray *block_test_events;
+
+void qapi_event_emit(const char *name, json_t *data)
+{
+    json_t *ev = json_pack("{s:s}", "event", name);
+
+    json_object_set_new(ev, "data", data ? data : json_object());
+    g_mutex_lock(&block_test_events_lock);
+    g_ptr_array_add(block_test_events, ev);
+    g_mutex_unlock(&block_test_events_lock);
+}
+
 void block_test_init(int *argc, char ***argv)
 {
+    block_test_events = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)json_decref);
     g_test_init(argc, argv, NULL);
     main_loop_init();
     scratch_dir = g_dir_make_tmp("blkd-unit-XXXXXX", NULL);
@@ -25,7 +42,13 @@ int block_test_run(void)
     rm = g_strdup_printf("rm -rf %s", scratch_dir);
     g_assert_true(g_spawn_command_line_sync(rm, NULL, NULL, NULL, NULL));
     g_clear_pointer(&scratch_dir, g_free);
+    g_clear_pointer(&block_test_events, g_ptr_array_unref);
     return ret;
+}
+
+const char *block_test_dir(void)
+{
+    return scratch_dir;
 }
 
 char *block_test_file(const char *name, int64_t size)
@@ -62,4 +85,37 @@ BlockBackend *block_test_backend(BlockDriverState *bs, const char *owner,
 
     g_assert_true(blk_insert_bs(blk, bs, &error_abort));
     return blk;
+}
+
+bool block_test_have_qemu_tools(void)
+{
+    g_autofree char *img = g_find_program_in_path("qemu-img");
+    g_autofree char *io = g_find_program_in_path("qemu-io");
+
+    if (!img || !io) {
+        g_test_skip("qemu-img or qemu-io missing");
+        return false;
+    }
+    return true;
+}
+
+int block_test_sh(const char *dir, char **out, const char *fmt, ...)
+{
+    g_autofree char *cmd = NULL;
+    g_autofree char *o = NULL, *e = NULL;
+    const char *argv[] = { "/bin/sh", "-c", NULL, NULL };
+    g_autoptr(GError) err = NULL;
+    int status;
+    va_list ap;
+
+    va_start(ap, fmt);
+    cmd = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    argv[2] = cmd;
+    g_assert_true(g_spawn_sync(dir, (char **)argv, NULL, 0, NULL, NULL,
+                               &o, &e, &status, &err));
+    if (out) {
+        *out = g_strconcat(o, e, NULL);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }

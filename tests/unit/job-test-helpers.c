@@ -3,38 +3,22 @@
 #include <string.h>
 
 #include "job-test-helpers.h"
-#include "qapi/event.h"
 #include "util/main-loop.h"
 
 GString *test_job_log;
 
-/* Events in emission order, from any thread. */
-static GMutex events_lock;
-static GPtrArray *events;       /* json_t * {"event": name, "data": ...} */
-
-void qapi_event_emit(const char *name, json_t *data)
-{
-    json_t *ev = json_pack("{s:s}", "event", name);
-
-    json_object_set_new(ev, "data", data ? data : json_object());
-    g_mutex_lock(&events_lock);
-    g_ptr_array_add(events, ev);
-    g_mutex_unlock(&events_lock);
-}
-
 void job_test_init(int *argc, char ***argv)
 {
     block_test_init(argc, argv);
-    events = g_ptr_array_new_with_free_func((GDestroyNotify)json_decref);
     test_job_log = g_string_new("");
 }
 
 void job_test_reset(void)
 {
     g_assert_null(job_next(NULL));
-    g_mutex_lock(&events_lock);
-    g_ptr_array_set_size(events, 0);
-    g_mutex_unlock(&events_lock);
+    g_mutex_lock(&block_test_events_lock);
+    g_ptr_array_set_size(block_test_events, 0);
+    g_mutex_unlock(&block_test_events_lock);
     g_string_truncate(test_job_log, 0);
 }
 
@@ -48,9 +32,9 @@ char *job_test_statuses(const char *id)
     GString *out = g_string_new("");
     guint i;
 
-    g_mutex_lock(&events_lock);
-    for (i = 0; i < events->len; i++) {
-        json_t *ev = g_ptr_array_index(events, i);
+    g_mutex_lock(&block_test_events_lock);
+    for (i = 0; i < block_test_events->len; i++) {
+        json_t *ev = g_ptr_array_index(block_test_events, i);
 
         if (!strcmp(json_string_value(json_object_get(ev, "event")),
                     "JOB_STATUS_CHANGE") &&
@@ -59,7 +43,7 @@ char *job_test_statuses(const char *id)
                                    event_str(ev, "status"));
         }
     }
-    g_mutex_unlock(&events_lock);
+    g_mutex_unlock(&block_test_events_lock);
     return g_string_free(out, FALSE);
 }
 
@@ -68,16 +52,16 @@ char *job_test_other_events(void)
     GString *out = g_string_new("");
     guint i;
 
-    g_mutex_lock(&events_lock);
-    for (i = 0; i < events->len; i++) {
+    g_mutex_lock(&block_test_events_lock);
+    for (i = 0; i < block_test_events->len; i++) {
         const char *name = json_string_value(
-            json_object_get(g_ptr_array_index(events, i), "event"));
+            json_object_get(g_ptr_array_index(block_test_events, i), "event"));
 
         if (strcmp(name, "JOB_STATUS_CHANGE")) {
             g_string_append_printf(out, "%s%s", out->len ? "," : "", name);
         }
     }
-    g_mutex_unlock(&events_lock);
+    g_mutex_unlock(&block_test_events_lock);
     return g_string_free(out, FALSE);
 }
 
@@ -86,15 +70,15 @@ json_t *job_test_last_event(const char *name)
     json_t *found = NULL;
     guint i;
 
-    g_mutex_lock(&events_lock);
-    for (i = 0; i < events->len; i++) {
-        json_t *ev = g_ptr_array_index(events, i);
+    g_mutex_lock(&block_test_events_lock);
+    for (i = 0; i < block_test_events->len; i++) {
+        json_t *ev = g_ptr_array_index(block_test_events, i);
 
         if (!strcmp(json_string_value(json_object_get(ev, "event")), name)) {
             found = json_object_get(ev, "data");
         }
     }
-    g_mutex_unlock(&events_lock);
+    g_mutex_unlock(&block_test_events_lock);
     return found;
 }
 

@@ -1,6 +1,6 @@
 /*
- * What the job tests share: the events the jobs emit (this file provides
- * the qapi_event_emit() the monitor would), a test job driver whose run()
+ * What the job tests share: the events the jobs emit (as
+ * block-test-helpers records them), a test job driver whose run()
  * can loop, sleep, yield, become ready, fail, hit an I/O error or ignore a
  * cancel on demand, and a log of its completion hooks.
  */

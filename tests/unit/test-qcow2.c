@@ -23,48 +23,9 @@ static char *tmpdir;
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static bool have_qemu_tools(void)
-{
-    g_autofree char *img = g_find_program_in_path("qemu-img");
-    g_autofree char *io = g_find_program_in_path("qemu-io");
-
-    if (!img || !io) {
-        g_test_skip("qemu-img or qemu-io missing");
-        return false;
-    }
-    return true;
-}
-
-/* Runs a shell command in tmpdir; returns its exit status, output in *out. */
-static int G_GNUC_PRINTF(2, 3) sh(char **out, const char *fmt, ...)
-{
-    g_autofree char *cmd = NULL;
-    g_autofree char *o = NULL, *e = NULL;
-    const char *argv[] = { "/bin/sh", "-c", NULL, NULL };
-    g_autoptr(GError) err = NULL;
-    int status;
-    va_list ap;
-
-    va_start(ap, fmt);
-    cmd = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    argv[2] = cmd;
-    g_assert_true(g_spawn_sync(tmpdir, (char **)argv, NULL, 0, NULL, NULL,
-                               &o, &e, &status, &err));
-    if (out) {
-        *out = g_strconcat(o, e, NULL);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-#define SH_OK(...) do { \
-        g_autofree char *out_ = NULL; \
-        int st_ = sh(&out_, __VA_ARGS__); \
-        if (st_ != 0) { \
-            g_printerr("command failed (%d): %s\n", st_, out_); \
-        } \
-        g_assert_cmpint(st_, ==, 0); \
-    } while (0)
+/* Shell commands (qemu-img, qemu-io) run in tmpdir. */
+#define sh(out, ...) block_test_sh(tmpdir, out, __VA_ARGS__)
+#define SH_OK(...) BLOCK_TEST_SH_OK(tmpdir, __VA_ARGS__)
 
 static char *path_of(const char *name)
 {
@@ -151,7 +112,7 @@ static void make_mixed_image(const char *name, const char *opts, int64_t cs)
 
 static void test_read_cluster_512(void)
 {
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     make_mixed_image("r512.qcow2", "compat=1.1", 512);
@@ -160,7 +121,7 @@ static void test_read_cluster_512(void)
 
 static void test_read_cluster_64k(void)
 {
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     make_mixed_image("r64k.qcow2", "compat=1.1", 64 * KiB);
@@ -169,7 +130,7 @@ static void test_read_cluster_64k(void)
 
 static void test_read_cluster_2m(void)
 {
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     make_mixed_image("r2m.qcow2", "compat=1.1", 2 * MiB);
@@ -178,7 +139,7 @@ static void test_read_cluster_2m(void)
 
 static void test_read_v2(void)
 {
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     make_mixed_image("rv2.qcow2", "compat=0.10", 64 * KiB);
@@ -187,7 +148,7 @@ static void test_read_v2(void)
 
 static void test_read_compressed(void)
 {
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 src.qcow2 6M");
@@ -201,7 +162,7 @@ static void test_read_compressed(void)
 
 static void test_read_backing_chain(void)
 {
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     /* The backing file is shorter: past its end reads zeroes. */
@@ -225,7 +186,7 @@ static void test_block_status_kinds(void)
     int64_t pnum, map;
     int ret;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 bsraw.qcow2 1M");
@@ -265,7 +226,7 @@ static void test_query_info(void)
     g_autoptr(BlockDeviceInfo) info = NULL;
     ImageInfoSpecificQCow2 *q;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 -o cluster_size=4096,refcount_bits=8,"
@@ -438,7 +399,7 @@ static void run_workload(const char *create_opts, int64_t cs, int64_t size,
 
 static void test_write_cluster_512(void)
 {
-    if (have_qemu_tools()) {
+    if (block_test_have_qemu_tools()) {
         /* 16 MiB of 512-byte clusters: 512 L2 tables, the refcount table grows. */
         run_workload("compat=1.1", 512, 16 * MiB, false, 300, 16 * KiB);
     }
@@ -446,7 +407,7 @@ static void test_write_cluster_512(void)
 
 static void test_write_cluster_64k(void)
 {
-    if (have_qemu_tools()) {
+    if (block_test_have_qemu_tools()) {
         /* 2 GiB: more than one L2 table and one refcount block. */
         run_workload("compat=1.1", 64 * KiB, 2048 * MiB, false, 200, 16 * MiB);
     }
@@ -454,28 +415,28 @@ static void test_write_cluster_64k(void)
 
 static void test_write_cluster_2m(void)
 {
-    if (have_qemu_tools()) {
+    if (block_test_have_qemu_tools()) {
         run_workload("compat=1.1", 2 * MiB, 64 * MiB, false, 100, 0);
     }
 }
 
 static void test_write_v2(void)
 {
-    if (have_qemu_tools()) {
+    if (block_test_have_qemu_tools()) {
         run_workload("compat=0.10", 4 * KiB, 32 * MiB, false, 300, 1 * MiB);
     }
 }
 
 static void test_write_over_backing(void)
 {
-    if (have_qemu_tools()) {
+    if (block_test_have_qemu_tools()) {
         run_workload("compat=1.1", 64 * KiB, 16 * MiB, true, 300, 0);
     }
 }
 
 static void test_write_v2_over_backing(void)
 {
-    if (have_qemu_tools()) {
+    if (block_test_have_qemu_tools()) {
         run_workload("compat=0.10", 4 * KiB, 8 * MiB, true, 300, 0);
     }
 }
@@ -483,7 +444,7 @@ static void test_write_v2_over_backing(void)
 /* O_DIRECT: metadata smaller than a block goes through read-modify-write. */
 static void test_write_cache_direct(void)
 {
-    if (have_qemu_tools()) {
+    if (block_test_have_qemu_tools()) {
         run_workload_opts("compat=1.1", 512, 8 * MiB, true, 200, 64 * KiB,
                           "\"cache\": {\"direct\": true}");
     }
@@ -494,7 +455,7 @@ static void test_write_refcount_widths(void)
     static const int widths[] = { 1, 2, 4, 8, 32, 64 };
     size_t i;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     for (i = 0; i < G_N_ELEMENTS(widths); i++) {
@@ -511,7 +472,7 @@ static void test_write_over_compressed(void)
     BlockDriverState *bs;
     g_autofree char *ref = path_of("cref.raw");
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f raw cref.raw 4M");
@@ -539,7 +500,7 @@ static void test_write_keeps_snapshot(void)
     g_autofree char *ref = path_of("sref.raw");
     BlockDriverState *bs;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 sn.qcow2 4M");
@@ -623,7 +584,7 @@ static void test_concurrent_writers(void)
     g_autofree char *refpath = path_of("tref.raw");
     int i;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 tbase.qcow2 32M");
@@ -719,7 +680,7 @@ static void test_concurrent_mixed(void)
     g_autofree char *refpath = path_of("mref.raw");
     int i;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 -o cluster_size=4096 m.qcow2 4M");
@@ -750,7 +711,7 @@ static void test_discard_reaches_file(void)
     BlockBackend *blk;
     g_autofree char *before = NULL, *after = NULL;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 d.qcow2 8M");
@@ -778,7 +739,7 @@ static void test_sequential_write_is_contiguous(void)
     g_auto(GStrv) lines = NULL;
     int64_t off;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 seq.qcow2 64M");
@@ -807,7 +768,7 @@ static void test_grow_reads_zeroes(void)
     Error *err = NULL;
     int64_t i;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     /* A longer backing file must not show through the new area. */
@@ -849,7 +810,7 @@ static void test_shrink_then_grow(void)
     g_autofree uint8_t *buf = g_malloc(4 * MiB);
     int64_t i;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 s.qcow2 8M");
@@ -891,7 +852,7 @@ static void set_incompat(const char *name, uint8_t byte7)
 
 static void test_refuse_encrypted(void)
 {
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     /* AES as qemu-img makes it; LUKS by its method number (its key setup is slow). */
@@ -909,7 +870,7 @@ static void test_refuse_corrupt_read_write(void)
 {
     BlockDriverState *bs;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 corrupt.qcow2 1M");
@@ -926,7 +887,7 @@ static void test_refuse_dirty_read_write(void)
     BlockDriverState *bs;
     g_autoptr(BlockDeviceInfo) info = NULL;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 -o lazy_refcounts=on dirty.qcow2 1M");
@@ -940,7 +901,7 @@ static void test_refuse_dirty_read_write(void)
 
 static void test_refuse_extended_l2(void)
 {
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 -o extended_l2=on el2.qcow2 1M");
@@ -950,7 +911,7 @@ static void test_refuse_extended_l2(void)
 
 static void test_refuse_data_file(void)
 {
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 -o data_file=df.raw df.qcow2 1M");
@@ -962,7 +923,7 @@ static void test_refuse_zstd(void)
 {
     g_autofree char *out = NULL;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     if (sh(&out, "qemu-img create -q -f qcow2 -o compression_type=zstd zs.qcow2 1M")) {
@@ -975,7 +936,7 @@ static void test_refuse_zstd(void)
 
 static void test_refuse_not_qcow2(void)
 {
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("head -c 1000 /dev/zero > zeroes.img && : > empty.img");
@@ -985,7 +946,7 @@ static void test_refuse_not_qcow2(void)
 
 static void test_refuse_unknown_feature(void)
 {
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 unk.qcow2 1M");
@@ -1005,7 +966,7 @@ static void test_backing_without_format(void)
         " \"file\": {\"driver\": \"file\", \"filename\": \"%s\"}}", path);
     uint8_t buf[512];
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 nfbase.qcow2 1M");
@@ -1041,7 +1002,7 @@ static void test_corruption_marks_image(void)
     uint8_t buf[512];
     int fd;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 bad.qcow2 1M");
@@ -1071,7 +1032,7 @@ static void test_autoclear_cleared(void)
     BlockDriverState *bs;
     g_autofree char *out = NULL;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 ac.qcow2 1M");
@@ -1133,7 +1094,7 @@ static void test_kill_leaves_no_corruption(void)
     g_autofree char *image = path_of("crash.qcow2");
     int round;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 -o cluster_size=512 crash.qcow2 32M");
