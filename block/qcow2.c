@@ -666,6 +666,7 @@ const BlockDriver bdrv_qcow2 = {
 
     .open = qcow2_open,
     .close = qcow2_close,
+    .create = qcow2_create,
     .truncate = qcow2_truncate,
     .get_info = qcow2_get_info,
     .get_specific_info = qcow2_get_specific_info,

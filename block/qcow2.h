@@ -285,6 +285,10 @@ int qcow2_header_store(BlockDriverState *bs, size_t off, uint64_t value,
 int qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     G_GNUC_PRINTF(2, 3);
 
+/* ---- qcow2-create.c: blockdev-create (docs/devel/qcow2.md) ------------- */
+
+int qcow2_create(BlockdevCreateOptions *opts, Error **errp);
+
 /* ---- qcow2-io.c: the request paths (any thread, lock not held) --------- */
 
 int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
