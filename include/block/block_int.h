@@ -169,11 +169,13 @@ struct BlockDriver {
     /*
      * blockdev-create: creates the image opts describes (opts->driver is
      * this driver; the core checked nothing else). Runs in the create
-     * job's thread and may block; graph changes (opening the node to
-     * create on) belong to the main thread: do them through
-     * job_call_main() (block/job.h). Returns 0, or -errno with errp set:
-     * the job's error in query-jobs. NULL: the driver cannot create
-     * images ("Driver does not support blockdev-create").
+     * job's thread and may block, or on the main thread for
+     * bdrv_img_create() (block/create.h); graph changes (opening the node
+     * to create on) belong to the main thread: do them through
+     * job_call_main() (block/job.h), which runs them at once there.
+     * Returns 0, or -errno with errp set: the job's error in query-jobs.
+     * NULL: the driver cannot create images ("Driver does not support
+     * blockdev-create").
      */
     int (*create)(BlockdevCreateOptions *opts, Error **errp);
 };

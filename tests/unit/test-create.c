@@ -1,15 +1,17 @@
 /*
- * Creating images: blockdev-create's qcow2 jobs, against qemu-img. Where
- * QEMU would lay the image out the same way the files must be byte for
- * byte what `qemu-img create` writes; every image
+ * Creating images: blockdev-create's qcow2 jobs and bdrv_img_create(),
+ * against qemu-img. Where QEMU would lay the image out the same way the
+ * files must be byte for byte what `qemu-img create` writes; every image
  * must pass `qemu-img check`, open in blkd, take writes there and read
  * back in qemu-io. Skips without qemu-img/qemu-io.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 
 #include "job-test-helpers.h"
+#include "block/create.h"
 #include "qapi-commands.h"
 #include "qapi-visit.h"
 #include "util/json-stream.h"
@@ -244,10 +246,111 @@ static void test_create_refusals(void)
     }
 }
 
+/* ---- bdrv_img_create ----------------------------------------------------- */
+
+static void test_img_create_qcow2_like_qemu_img(void)
+{
+    static const struct {
+        const char *backing, *fmt;
+        int64_t size;
+        const char *qemu_img;
+    } cases[] = {
+        { NULL, NULL, 1 << 30, "" },
+        { "base.raw", "raw", 64 << 20, "-u -b base.raw -F raw" },
+        { "base.qcow2", "qcow2", 1000, "-u -b base.qcow2 -F qcow2" },
+    };
+    guint i;
+
+    if (!block_test_have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f raw base.raw 64M");
+    SH_OK("qemu-img create -q -f qcow2 base.qcow2 64M");
+    for (i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *path = path_of("img.qcow2");
+
+        g_assert_true(bdrv_img_create(path, "qcow2", cases[i].backing,
+                                      cases[i].fmt, cases[i].size,
+                                      &error_abort));
+        SH_OK("qemu-img create -q -f qcow2 %s qemu.qcow2 %" G_GINT64_FORMAT,
+              cases[i].qemu_img, cases[i].size);
+        SH_OK("cmp img.qcow2 qemu.qcow2");
+        SH_OK("qemu-img check img.qcow2");
+    }
+}
+
+static void test_img_create_overwrites(void)
+{
+    g_autofree char *path = block_test_file("over.img", 8 << 20);
+    g_autofree char *contents = NULL;
+    gsize len;
+
+    if (!block_test_have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-io -f raw -c 'write -P 0x33 0 8M' over.img");
+    /* raw: the size rounded up to 512, as QEMU does, and all zero. */
+    g_assert_true(bdrv_img_create(path, "raw", NULL, NULL, 1000, &error_abort));
+    g_assert_true(g_file_get_contents(path, &contents, &len, NULL));
+    g_assert_cmpuint(len, ==, 1024);
+    g_assert_true(contents[0] == 0 && !memcmp(contents, contents + 1, len - 1));
+
+    SH_OK("qemu-io -f raw -c 'write -P 0x33 0 1k' over.img");
+    g_assert_true(bdrv_img_create(path, "qcow2", NULL, NULL, 4 << 20,
+                                  &error_abort));
+    SH_OK("qemu-img check over.img");
+    assert_usable("over.img", 4 << 20);
+}
+
+static void test_img_create_refusals(void)
+{
+    static const struct {
+        const char *fmt, *backing, *backing_fmt;
+        int64_t size;
+        const char *error;
+    } cases[] = {
+        { "vmdk", NULL, NULL, 0, "Unknown file format 'vmdk'" },
+        { "null-co", NULL, NULL, 0,
+          "Format driver 'null-co' does not support image creation" },
+        { "raw", "b", NULL, 0,
+          "Backing file not supported for file format 'raw'" },
+        { "raw", NULL, "raw", 0,
+          "Backing file format not supported for file format 'raw'" },
+        { "qcow2", "", "raw", 0,
+          "Expected backing file name, got empty string" },
+        { "qcow2", "b", "vmdk", 0,
+          "Parameter 'backing-fmt' does not accept value 'vmdk'" },
+        { "qcow2", NULL, NULL, -1, "Image creation needs a size parameter" },
+        { "qcow2", NULL, NULL, INT64_C(1) << 62,
+          "The image size is too large for file format 'qcow2'" },
+    };
+    g_autofree char *path = path_of("refused.img");
+    Error *err = NULL;
+    guint i;
+
+    for (i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_assert_false(bdrv_img_create(path, cases[i].fmt, cases[i].backing,
+                                       cases[i].backing_fmt, cases[i].size,
+                                       &err));
+        g_assert_cmpstr(error_get_pretty(err), ==, cases[i].error);
+        g_clear_pointer(&err, error_free);
+        /* Refused before the file was made, or removed again. */
+        g_assert_cmpint(access(path, F_OK), ==, -1);
+    }
+    g_assert_false(bdrv_img_create(path, "qcow2", path, "raw", 0, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==, "Error: Trying to create an "
+                    "image with the same filename as the backing file");
+    error_free(err);
+}
+
 int main(int argc, char **argv)
 {
     job_test_init(&argc, &argv);
     g_test_add_func("/create/qcow2/like-qemu-img", test_create_like_qemu_img);
     g_test_add_func("/create/qcow2/refusals", test_create_refusals);
+    g_test_add_func("/create/img/qcow2-like-qemu-img",
+                    test_img_create_qcow2_like_qemu_img);
+    g_test_add_func("/create/img/overwrites", test_img_create_overwrites);
+    g_test_add_func("/create/img/refusals", test_img_create_refusals);
     return block_test_run();
 }
