@@ -22,3 +22,14 @@ bool qmp_blockdev_backup(BlockdevBackup *arg, Error **errp)
     job_start(&job->job);
     return true;
 }
+
+bool qmp_drive_backup(DriveBackup *arg, Error **errp)
+{
+    BlockJob *job = drive_backup_create(arg, NULL, errp);
+
+    if (!job) {
+        return false;
+    }
+    job_start(&job->job);
+    return true;
+}

@@ -627,6 +627,24 @@ static void move_edge(BdrvChild *c, BlockDriverState *new_child)
     bdrv_unref(old);
 }
 
+/* Whether node is bs or lies somewhere below it. */
+static bool bdrv_is_below(BlockDriverState *bs, const BlockDriverState *node)
+{
+    guint i;
+
+    if (bs == node) {
+        return true;
+    }
+    for (i = 0; i < bs->core->children->len; i++) {
+        BdrvChild *c = g_ptr_array_index(bs->core->children, i);
+
+        if (bdrv_is_below(c->bs, node)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 bool bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
                        Error **errp)
 {
@@ -639,8 +657,12 @@ bool bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
     for (i = 0; i < from->core->parents->len;) {
         BdrvChild *c = g_ptr_array_index(from->core->parents, i);
 
-        /* The edges of `to` itself stay: it is what now sits in front. */
-        if (c->parent_is_node && c->parent == to) {
+        /*
+         * Edges from `to` or from below it stay, or the graph would loop:
+         * `to` itself sits in front now, and a backup's target (below the
+         * copy-before-write filter) keeps the source as its backing.
+         */
+        if (c->parent_is_node && bdrv_is_below(to, c->parent)) {
             i++;
             continue;
         }

@@ -44,6 +44,11 @@ static inline void set_node_length(BlockDriverState *bs, int64_t len)
 
 /* block/drivers.c: the driver table. */
 const BlockDriver *bdrv_find_driver(const char *name);
+/*
+ * The format of the image in filename, as QEMU probes it: the driver whose
+ * probe knows its first bytes, else raw. NULL with errp if unreadable.
+ */
+const BlockDriver *bdrv_probe_format(const char *filename, Error **errp);
 
 /* block/perm.c: permissions across the graph (main thread). */
 bool bdrv_refresh_perms(BlockDriverState *bs, Error **errp);

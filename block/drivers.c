@@ -1,5 +1,8 @@
 /* The block drivers blkd has: one explicit list, no registration magic. */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "block/core.h"
 
@@ -31,4 +34,33 @@ const BlockDriver *bdrv_find_driver(const char *name)
         }
     }
     return NULL;
+}
+
+const BlockDriver *bdrv_probe_format(const char *filename, Error **errp)
+{
+    uint8_t buf[512];
+    ssize_t len;
+    size_t i;
+    int fd = open(filename, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "Could not open '%s'", filename);
+        return NULL;
+    }
+    do {
+        len = pread(fd, buf, sizeof(buf), 0);
+    } while (len < 0 && errno == EINTR);
+    if (len < 0) {
+        error_setg_errno(errp, errno, "Could not read image for determining "
+                         "its format");
+        close(fd);
+        return NULL;
+    }
+    close(fd);
+    for (i = 0; i < G_N_ELEMENTS(block_drivers); i++) {
+        if (block_drivers[i]->probe && block_drivers[i]->probe(buf, len)) {
+            return block_drivers[i];
+        }
+    }
+    return &bdrv_raw;
 }

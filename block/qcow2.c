@@ -349,6 +349,17 @@ static uint8_t *read_first_cluster(BlockDriverState *bs, Qcow2Header *h,
     return NULL;
 }
 
+static bool qcow2_probe(const uint8_t *buf, size_t len)
+{
+    uint32_t magic;
+
+    if (len < sizeof(magic)) {
+        return false;
+    }
+    memcpy(&magic, buf, sizeof(magic));
+    return GUINT32_FROM_BE(magic) == QCOW2_MAGIC;
+}
+
 static int qcow2_open(BlockDriverState *bs, const BlockdevOptions *opts,
                       Error **errp)
 {
@@ -665,6 +676,7 @@ const BlockDriver bdrv_qcow2 = {
     .supports_backing = true,
 
     .open = qcow2_open,
+    .probe = qcow2_probe,
     .close = qcow2_close,
     .create = qcow2_create,
     .truncate = qcow2_truncate,

@@ -25,7 +25,7 @@ struct TransactionState {
     TransactionAction *action;
     ActionCompletionMode mode;
     JobTxn *txn;                /* the jobs' group (grouped), or NULL */
-    BlockJob *job;              /* blockdev-backup: created, started at commit */
+    BlockJob *job;              /* a backup: created, started at commit */
     BdrvDirtyBitmap *bitmap;    /* the bitmap the action works on */
     HBitmap *backup;            /* its bits before (clear, merge) */
     bool was_enabled;           /* enable, disable */
@@ -173,6 +173,12 @@ static bool backup_prepare(TransactionState *st, Error **errp)
     return st->job != NULL;
 }
 
+static bool drive_backup_prepare(TransactionState *st, Error **errp)
+{
+    st->job = drive_backup_create(st->action->u.drive_backup.data, st->txn, errp);
+    return st->job != NULL;
+}
+
 static void backup_commit(TransactionState *st)
 {
     job_start(&st->job->job);
@@ -212,6 +218,11 @@ static const TransactionActionOps action_ops[TRANSACTION_ACTION_KIND__MAX] = {
     [TRANSACTION_ACTION_KIND_BLOCKDEV_BACKUP] = {
         .supports_grouped = true,
         .prepare = backup_prepare, .commit = backup_commit, .abort = backup_abort,
+    },
+    [TRANSACTION_ACTION_KIND_DRIVE_BACKUP] = {
+        .supports_grouped = true,
+        .prepare = drive_backup_prepare, .commit = backup_commit,
+        .abort = backup_abort,
     },
 };
 

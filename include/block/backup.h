@@ -18,4 +18,11 @@
 BlockJob *backup_create(const BackupCommon *args, BlockDriverState *bs,
                         BlockDriverState *target, JobTxn *txn, Error **errp);
 
+/*
+ * drive-backup: creates the target image (or opens the existing one) as
+ * QEMU does, then backup_create() into it; the job holds the unnamed
+ * target node. May change a->sync (top without a backing file is full).
+ */
+BlockJob *drive_backup_create(DriveBackup *a, JobTxn *txn, Error **errp);
+
 #endif

@@ -87,8 +87,9 @@ int64_t bdrv_getlength(BlockDriverState *bs);
 /* Cluster size of a format node, 0 if it has none. */
 int64_t bdrv_get_cluster_size(BlockDriverState *bs);
 /*
- * Every user of `from` (BlockBackends and parent nodes, but for `to`'s own
- * edges to it) uses `to` instead: how a filter is put in front of a node
+ * Every user of `from` (BlockBackends and parent nodes, but for `to` and
+ * the nodes below it, which would make a loop) uses `to` instead: how a
+ * filter is put in front of a node
  * and taken away again. Runs drained; undone if permissions conflict.
  */
 bool bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,

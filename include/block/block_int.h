@@ -108,6 +108,12 @@ struct BlockDriver {
      * set, having freed what it allocated; the core closes children.
      */
     int (*open)(BlockDriverState *bs, const BlockdevOptions *opts, Error **errp);
+    /*
+     * Whether the first bytes of a file (len of them, fewer if the file is
+     * shorter) are an image of this format. Only for drive-backup's
+     * mode=existing without a format, which QEMU probes; NULL: never.
+     */
+    bool (*probe)(const uint8_t *buf, size_t len);
     /* Flushed and quiescent by then; frees the driver's state. */
     void (*close)(BlockDriverState *bs);
     /* Sets the length to offset (grow: zero-filled). */
