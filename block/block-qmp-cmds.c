@@ -1,6 +1,10 @@
-/* QMP handlers for block nodes (qapi/block-core.json). Main thread. */
+/*
+ * QMP handlers for block nodes (qapi/block-core.json) and external
+ * snapshots (qapi/block-snapshot.json). Main thread.
+ */
 #include "block/block.h"
 #include "block/qapi.h"
+#include "block/snapshot.h"
 #include "qapi-commands.h"
 
 bool qmp_blockdev_add(BlockdevOptions *options, Error **errp)
@@ -40,4 +44,27 @@ BlockDeviceInfoList *qmp_query_named_block_nodes(bool has_flat, bool flat,
 XDbgBlockGraph *qmp_x_debug_query_block_graph(Error **errp)
 {
     return bdrv_query_graph();
+}
+
+/* As QEMU runs them: a transaction of one action. */
+bool qmp_blockdev_snapshot(BlockdevSnapshot *arg, Error **errp)
+{
+    ExternalSnapshot s = { 0 };
+
+    if (!external_snapshot_prepare(&s, arg, NULL, errp)) {
+        return false;
+    }
+    external_snapshot_commit(&s);
+    return true;
+}
+
+bool qmp_blockdev_snapshot_sync(BlockdevSnapshotSync *arg, Error **errp)
+{
+    ExternalSnapshot s = { 0 };
+
+    if (!external_snapshot_prepare(&s, NULL, arg, errp)) {
+        return false;
+    }
+    external_snapshot_commit(&s);
+    return true;
 }

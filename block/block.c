@@ -458,6 +458,42 @@ BlockDriverState *bdrv_open_internal(const BlockdevOptions *options, Error **err
     return bdrv_open_inherit(options, &defaults, errp);
 }
 
+static BlockdevRef *file_definition(const char *filename)
+{
+    BlockdevRef *ref = g_new0(BlockdevRef, 1);
+
+    ref->type = QTYPE_QDICT;
+    ref->u.definition = g_new0(BlockdevOptions, 1);
+    ref->u.definition->driver = BLOCKDEV_DRIVER_FILE;
+    ref->u.definition->u.file.filename = g_strdup(filename);
+    return ref;
+}
+
+BlockdevOptions *bdrv_image_options(const char *filename,
+                                    const BlockDriver *drv, Error **errp)
+{
+    BlockdevOptions *opts = g_new0(BlockdevOptions, 1);
+
+    opts->driver = qapi_enum_find(&BlockdevDriver_lookup, drv->format_name);
+    switch (opts->driver) {
+    case BLOCKDEV_DRIVER_FILE:
+        opts->u.file.filename = g_strdup(filename);
+        break;
+    case BLOCKDEV_DRIVER_RAW:
+        opts->u.raw.file = file_definition(filename);
+        break;
+    case BLOCKDEV_DRIVER_QCOW2:
+        opts->u.qcow2.file = file_definition(filename);
+        break;
+    default:
+        error_setg(errp, "Driver '%s' does not open image files",
+                   drv->format_name);
+        g_free(opts);
+        return NULL;
+    }
+    return opts;
+}
+
 void bdrv_ref(BlockDriverState *bs)
 {
     bs->core->refcnt++;
@@ -686,6 +722,80 @@ bool bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
     }
     bdrv_drain_all_end();
     bdrv_unref(from);
+    return true;
+}
+
+bool bdrv_append_overlay(BlockDriverState *overlay, BlockDriverState *bs,
+                         Error **errp)
+{
+    uint64_t perm, shared;
+    BdrvChild *c;
+
+    g_assert(main_loop_is_main_thread());
+    g_assert(!overlay->backing && overlay->drv->supports_backing);
+    bdrv_default_child_perm(overlay, BDRV_CHILD_BACKING, &perm, &shared);
+    c = bdrv_attach_child_edge(bs, overlay, true, "backing", BDRV_CHILD_BACKING,
+                               perm, shared, errp);
+    if (!c) {
+        return false;
+    }
+    g_ptr_array_add(overlay->core->children, c);
+    overlay->backing = c;
+    /* The overlay's own backing edge stays: it is below the overlay. */
+    if (!bdrv_replace_node(bs, overlay, errp)) {
+        bdrv_remove_overlay(overlay);
+        return false;
+    }
+    return true;
+}
+
+void bdrv_remove_overlay(BlockDriverState *overlay)
+{
+    BdrvChild *c = overlay->backing;
+    BlockDriverState *bs = c->bs;
+
+    g_assert(main_loop_is_main_thread());
+    bdrv_ref(bs);
+    if (bs->core->parents->len > 1 || overlay->core->parents->len) {
+        bdrv_replace_node(overlay, bs, &error_abort);
+    }
+    g_ptr_array_remove(overlay->core->children, c);
+    overlay->backing = NULL;
+    bdrv_detach_child_edge(c);
+    bdrv_unref(bs);
+}
+
+bool bdrv_set_read_only(BlockDriverState *bs, Error **errp)
+{
+    int ret;
+
+    g_assert(main_loop_is_main_thread());
+    if (bs->read_only) {
+        return true;
+    }
+    ret = bdrv_flush(bs);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not flush '%s'", bs->node_name);
+        return false;
+    }
+    if (bs->drv->set_read_only) {
+        bs->drv->set_read_only(bs);
+    }
+    bs->read_only = true;
+    /* The node's edges to its children drop write and resize. */
+    if (!bdrv_refresh_perms(bs, errp)) {
+        bs->read_only = false;
+        return false;
+    }
+    /*
+     * A file opened with it (inline, as QEMU's options inherit) goes
+     * read-only too; a node of its own (blockdev-add) stays as it is.
+     */
+    if (bs->file && bs->file->role == BDRV_CHILD_FILE &&
+        !bs->file->bs->core->monitor_owned &&
+        bs->file->bs->core->parents->len == 1) {
+        return bdrv_set_read_only(bs->file->bs, errp);
+    }
     return true;
 }
 

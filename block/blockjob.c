@@ -59,6 +59,24 @@ BlockJob *block_job_next(BlockJob *job)
     return NULL;
 }
 
+BlockJob *block_job_using_node(BlockDriverState *bs)
+{
+    BlockJob *job = NULL;
+    GSList *l;
+
+    while ((job = block_job_next(job))) {
+        if (blk_bs(job->blk) == bs) {
+            return job;
+        }
+        for (l = job->nodes; l; l = l->next) {
+            if (blk_bs(l->data) == bs) {
+                return job;
+            }
+        }
+    }
+    return NULL;
+}
+
 /* ---- events: called by job.c with the job lock held ------------------- */
 
 static void block_job_event_pending(Job *job)

@@ -61,6 +61,13 @@ void bdrv_child_perm(BlockDriverState *parent, BdrvChild *c, uint64_t *perm,
                      uint64_t *shared);
 
 /* block/block.c */
+/*
+ * The options that open the image file filename with drv (file, raw or
+ * qcow2; others: NULL with errp), for the caller to add to: how
+ * drive-backup and blockdev-snapshot-sync open the images they make.
+ */
+BlockdevOptions *bdrv_image_options(const char *filename,
+                                    const BlockDriver *drv, Error **errp);
 BdrvChild *bdrv_attach_child_edge(BlockDriverState *child_bs, void *parent,
                                   bool parent_is_node, const char *name,
                                   BdrvChildRole role, uint64_t perm,

@@ -33,17 +33,6 @@ static BlockDriverState *backing_source(DriveBackup *a, BlockDriverState *bs)
     return bdrv_backing_bs(top);
 }
 
-static BlockdevRef *file_definition(const char *filename)
-{
-    BlockdevRef *ref = g_new0(BlockdevRef, 1);
-
-    ref->type = QTYPE_QDICT;
-    ref->u.definition = g_new0(BlockdevOptions, 1);
-    ref->u.definition->driver = BLOCKDEV_DRIVER_FILE;
-    ref->u.definition->u.file.filename = g_strdup(filename);
-    return ref;
-}
-
 /*
  * Opens the target as QEMU does: discard and detect-zeroes "unmap", and
  * for sync none the source node itself as the backing node (the backup
@@ -53,34 +42,19 @@ static BlockDriverState *open_target(const char *filename,
                                      const BlockDriver *drv,
                                      BlockDriverState *backing, Error **errp)
 {
-    g_autoptr(BlockdevOptions) opts = g_new0(BlockdevOptions, 1);
-    int driver = qapi_enum_find(&BlockdevDriver_lookup, drv->format_name);
+    g_autoptr(BlockdevOptions) opts = bdrv_image_options(filename, drv, errp);
 
-    opts->driver = driver;
+    if (!opts) {
+        return NULL;
+    }
     opts->has_discard = true;
     opts->discard = BLOCKDEV_DISCARD_OPTIONS_UNMAP;
     opts->has_detect_zeroes = true;
     opts->detect_zeroes = BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP;
-    switch (driver) {
-    case BLOCKDEV_DRIVER_FILE:
-        opts->u.file.filename = g_strdup(filename);
-        break;
-    case BLOCKDEV_DRIVER_RAW:
-        opts->u.raw.file = file_definition(filename);
-        break;
-    case BLOCKDEV_DRIVER_QCOW2:
-        opts->u.qcow2.file = file_definition(filename);
-        if (backing) {
-            opts->u.qcow2.backing = g_new0(BlockdevRefOrNull, 1);
-            opts->u.qcow2.backing->type = QTYPE_QSTRING;
-            opts->u.qcow2.backing->u.reference =
-                g_strdup(bdrv_get_node_name(backing));
-        }
-        break;
-    default:
-        error_setg(errp, "Driver '%s' does not open image files",
-                   drv->format_name);
-        return NULL;
+    if (backing && opts->driver == BLOCKDEV_DRIVER_QCOW2) {
+        opts->u.qcow2.backing = g_new0(BlockdevRefOrNull, 1);
+        opts->u.qcow2.backing->type = QTYPE_QSTRING;
+        opts->u.qcow2.backing->u.reference = g_strdup(bdrv_get_node_name(backing));
     }
     return bdrv_open_internal(opts, errp);
 }

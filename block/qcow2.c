@@ -480,23 +480,32 @@ static void trim_file(BlockDriverState *bs)
     }
 }
 
-static void qcow2_close(BlockDriverState *bs)
+/*
+ * The last writes of a writable image, at close or when it goes read-only:
+ * everything is written through, so settle the frees and the pool.
+ */
+static void settle(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
 
-    if (!bs->read_only && !s->broken) {
-        /* Everything is written through: settle the frees and the pool. */
-        qcow2_process_frees(bs);
-        if (s->grew_file) {
-            trim_file(bs);
-        } else {
-            g_mutex_lock(&s->lock);
-            qcow2_release_pool(bs);
-            g_mutex_unlock(&s->lock);
-        }
-        bdrv_flush(bs->file->bs);
+    if (bs->read_only || s->broken) {
+        return;
     }
-    qcow2_free_state(s);
+    qcow2_process_frees(bs);
+    if (s->grew_file) {
+        trim_file(bs);
+    } else {
+        g_mutex_lock(&s->lock);
+        qcow2_release_pool(bs);
+        g_mutex_unlock(&s->lock);
+    }
+    bdrv_flush(bs->file->bs);
+}
+
+static void qcow2_close(BlockDriverState *bs)
+{
+    settle(bs);
+    qcow2_free_state(bs->opaque);
 }
 
 static int qcow2_flush(BlockDriverState *bs)
@@ -678,6 +687,7 @@ const BlockDriver bdrv_qcow2 = {
     .open = qcow2_open,
     .probe = qcow2_probe,
     .close = qcow2_close,
+    .set_read_only = settle,
     .create = qcow2_create,
     .truncate = qcow2_truncate,
     .get_info = qcow2_get_info,

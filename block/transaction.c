@@ -8,6 +8,7 @@
  */
 #include "block/backup.h"
 #include "block/bitmap-cmds.h"
+#include "block/snapshot.h"
 #include "qapi-commands.h"
 
 typedef struct TransactionState TransactionState;
@@ -29,6 +30,7 @@ struct TransactionState {
     BdrvDirtyBitmap *bitmap;    /* the bitmap the action works on */
     HBitmap *backup;            /* its bits before (clear, merge) */
     bool was_enabled;           /* enable, disable */
+    ExternalSnapshot snapshot;  /* blockdev-snapshot, -sync */
     bool prepared;
 };
 
@@ -179,6 +181,30 @@ static bool drive_backup_prepare(TransactionState *st, Error **errp)
     return st->job != NULL;
 }
 
+static bool snapshot_prepare(TransactionState *st, Error **errp)
+{
+    return external_snapshot_prepare(&st->snapshot,
+                                     st->action->u.blockdev_snapshot.data, NULL,
+                                     errp);
+}
+
+static bool snapshot_sync_prepare(TransactionState *st, Error **errp)
+{
+    return external_snapshot_prepare(&st->snapshot, NULL,
+                                     st->action->u.blockdev_snapshot_sync.data,
+                                     errp);
+}
+
+static void snapshot_commit(TransactionState *st)
+{
+    external_snapshot_commit(&st->snapshot);
+}
+
+static void snapshot_abort(TransactionState *st)
+{
+    external_snapshot_abort(&st->snapshot);
+}
+
 static void backup_commit(TransactionState *st)
 {
     job_start(&st->job->job);
@@ -218,6 +244,14 @@ static const TransactionActionOps action_ops[TRANSACTION_ACTION_KIND__MAX] = {
     [TRANSACTION_ACTION_KIND_BLOCKDEV_BACKUP] = {
         .supports_grouped = true,
         .prepare = backup_prepare, .commit = backup_commit, .abort = backup_abort,
+    },
+    [TRANSACTION_ACTION_KIND_BLOCKDEV_SNAPSHOT] = {
+        .prepare = snapshot_prepare, .commit = snapshot_commit,
+        .abort = snapshot_abort,
+    },
+    [TRANSACTION_ACTION_KIND_BLOCKDEV_SNAPSHOT_SYNC] = {
+        .prepare = snapshot_sync_prepare, .commit = snapshot_commit,
+        .abort = snapshot_abort,
     },
     [TRANSACTION_ACTION_KIND_DRIVE_BACKUP] = {
         .supports_grouped = true,

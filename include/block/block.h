@@ -95,6 +95,16 @@ int64_t bdrv_get_cluster_size(BlockDriverState *bs);
 bool bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
                        Error **errp);
 /* block_resize: checks that no user forbids it (the error names who). */
+/*
+ * External snapshots: bs becomes the backing node of overlay (which has
+ * none, and whose driver takes one) and every user of bs uses overlay
+ * instead. bdrv_remove_overlay() undoes it.
+ */
+bool bdrv_append_overlay(BlockDriverState *overlay, BlockDriverState *bs,
+                         Error **errp);
+void bdrv_remove_overlay(BlockDriverState *overlay);
+/* Flushes bs and makes it read-only, as QEMU reopens a snapshotted node. */
+bool bdrv_set_read_only(BlockDriverState *bs, Error **errp);
 bool bdrv_truncate(BlockDriverState *bs, int64_t size, Error **errp);
 
 /* ---- drained sections: main thread ----------------------------------- */

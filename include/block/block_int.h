@@ -116,6 +116,12 @@ struct BlockDriver {
     bool (*probe)(const uint8_t *buf, size_t len);
     /* Flushed and quiescent by then; frees the driver's state. */
     void (*close)(BlockDriverState *bs);
+    /*
+     * A writable node is about to be read-only (the node under an external
+     * snapshot), flushed and without writers: the writes its close would
+     * make, made now. NULL: nothing to do.
+     */
+    void (*set_read_only)(BlockDriverState *bs);
     /* Sets the length to offset (grow: zero-filled). */
     int (*truncate)(BlockDriverState *bs, int64_t offset, Error **errp);
     int (*get_info)(BlockDriverState *bs, BlockDriverInfo *bdi);

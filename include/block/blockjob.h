@@ -69,6 +69,8 @@ BlockBackend *block_job_add_bdrv(BlockJob *job, const char *name,
 BlockJob *block_job_get(const char *id);
 /* Every block job, newest first: start with NULL, ends with NULL. */
 BlockJob *block_job_next(BlockJob *job);
+/* The block job whose main node or added node bs is, if any. Main thread. */
+BlockJob *block_job_using_node(BlockDriverState *bs);
 bool block_job_is_internal(BlockJob *job);
 
 /* block-job-set-speed: the verb check, then a negative speed is refused. */
