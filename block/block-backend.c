@@ -6,7 +6,10 @@
  * bdrv_drain_all_begin() (main thread) closes the gate and waits for the
  * count to reach zero. Requests that drivers make to their children go
  * through no gate: they belong to a request already counted, so a drained
- * section never waits for a request it is itself holding back.
+ * section never waits for a request it is itself holding back. Nor does
+ * the main thread wait at the gate: it owns every drained section, and
+ * what it does inside one (a transaction creating drive-backup's target)
+ * is part of the section's work.
  */
 #include <errno.h>
 
@@ -28,8 +31,10 @@ static int64_t in_flight;       /* requests past the gate */
 
 static void gate_enter(void)
 {
+    bool main_thread = main_loop_is_main_thread();
+
     g_mutex_lock(&gate_lock);
-    while (drain_depth > 0) {
+    while (drain_depth > 0 && !main_thread) {
         g_cond_wait(&gate_cond, &gate_lock);
     }
     in_flight++;
