@@ -30,6 +30,8 @@ typedef struct BdrvNodeCore {
     /* Dirty bitmaps, newest first, and the lock of the list and bits. */
     GMutex bitmap_lock;
     GList *bitmaps;             /* BdrvDirtyBitmap * */
+    /* The named ones by name (an image may bring 65535 of them). */
+    GHashTable *bitmap_names;   /* bm->name -> BdrvDirtyBitmap *, or NULL */
 } BdrvNodeCore;
 
 static inline int64_t node_length(const BlockDriverState *bs)

@@ -45,16 +45,9 @@ uint32_t bdrv_get_default_bitmap_granularity(BlockDriverState *bs)
 
 BdrvDirtyBitmap *bdrv_find_dirty_bitmap(BlockDriverState *bs, const char *name)
 {
-    GList *l;
+    GHashTable *names = bs->core->bitmap_names;
 
-    for (l = bs->core->bitmaps; l; l = l->next) {
-        BdrvDirtyBitmap *bm = l->data;
-
-        if (bm->name && !strcmp(bm->name, name)) {
-            return bm;
-        }
-    }
-    return NULL;
+    return names ? g_hash_table_lookup(names, name) : NULL;
 }
 
 BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
@@ -86,6 +79,12 @@ BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
     bm->name = g_strdup(name);
     lock(bs);
     bs->core->bitmaps = g_list_prepend(bs->core->bitmaps, bm);
+    if (name) {
+        if (!bs->core->bitmap_names) {
+            bs->core->bitmap_names = g_hash_table_new(g_str_hash, g_str_equal);
+        }
+        g_hash_table_insert(bs->core->bitmap_names, bm->name, bm);
+    }
     unlock(bs);
     return bm;
 }
@@ -93,6 +92,9 @@ BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
 static void release_locked(BdrvDirtyBitmap *bm)
 {
     bm->bs->core->bitmaps = g_list_remove(bm->bs->core->bitmaps, bm);
+    if (bm->name) {
+        g_hash_table_remove(bm->bs->core->bitmap_names, bm->name);
+    }
     hbitmap_free(bm->bitmap);
     g_free(bm->name);
     g_free(bm);
@@ -114,6 +116,7 @@ void bdrv_release_all_dirty_bitmaps(BlockDriverState *bs)
     while (bs->core->bitmaps) {
         release_locked(bs->core->bitmaps->data);
     }
+    g_clear_pointer(&bs->core->bitmap_names, g_hash_table_unref);
     unlock(bs);
 }
 
@@ -376,6 +379,10 @@ BdrvDirtyBitmap *bdrv_dirty_bitmap_abdicate(BdrvDirtyBitmap *bm)
     lock(bm->bs);
     successor->name = g_steal_pointer(&bm->name);
     successor->persistent = bm->persistent;
+    if (successor->name) {
+        g_hash_table_insert(bm->bs->core->bitmap_names, successor->name,
+                            successor);
+    }
     bm->successor = NULL;
     bm->busy = false;
     release_locked(bm);
