@@ -26,14 +26,6 @@ BdrvDirtyBitmap *block_dirty_bitmap_lookup(const char *node, const char *name,
     return bm;
 }
 
-/* Until images store bitmaps (the persistence issue), none can. */
-static bool can_store_persistent(BlockDriverState *bs, Error **errp)
-{
-    error_setg(errp, "Can't store persistent bitmaps to %s: Operation not "
-               "supported", bdrv_get_node_name(bs));
-    return false;
-}
-
 static bool granularity_ok(uint32_t granularity, Error **errp)
 {
     if (granularity < 512 || (granularity & (granularity - 1))) {
@@ -64,12 +56,16 @@ BdrvDirtyBitmap *block_dirty_bitmap_add(const char *node, const char *name,
     } else if (!granularity_ok(granularity, errp)) {
         return NULL;
     }
-    if (persistent && !can_store_persistent(bs, errp)) {
+    if (persistent &&
+        !bdrv_can_store_new_dirty_bitmap(bs, name, granularity, errp)) {
         return NULL;
     }
     bm = bdrv_create_dirty_bitmap(bs, granularity, name, errp);
-    if (bm && disabled) {
-        bdrv_disable_dirty_bitmap(bm);
+    if (bm) {
+        bdrv_dirty_bitmap_set_persistent(bm, persistent);
+        if (disabled) {
+            bdrv_disable_dirty_bitmap(bm);
+        }
     }
     return bm;
 }
@@ -77,11 +73,17 @@ BdrvDirtyBitmap *block_dirty_bitmap_add(const char *node, const char *name,
 BdrvDirtyBitmap *block_dirty_bitmap_remove(const char *node, const char *name,
                                            bool release, Error **errp)
 {
-    BdrvDirtyBitmap *bm = block_dirty_bitmap_lookup(node, name, NULL, errp);
+    BlockDriverState *bs;
+    BdrvDirtyBitmap *bm = block_dirty_bitmap_lookup(node, name, &bs, errp);
 
     /* Inconsistent bitmaps may go: that is the only thing they may do. */
     if (!bm || !bdrv_dirty_bitmap_check(bm, BDRV_BITMAP_BUSY | BDRV_BITMAP_RO,
                                         errp)) {
+        return NULL;
+    }
+    /* As QEMU: the image forgets it now, even if a transaction aborts. */
+    if (bdrv_dirty_bitmap_persistent(bm) &&
+        !bdrv_remove_persistent_dirty_bitmap(bs, name, errp)) {
         return NULL;
     }
     if (release) {
@@ -163,7 +165,8 @@ BdrvDirtyBitmap *block_dirty_bitmap_copy(const BlockDirtyBitmapCopy *args,
         return NULL;
     }
     if (args->has_persistent && args->persistent &&
-        !can_store_persistent(target_bs, errp)) {
+        !bdrv_can_store_new_dirty_bitmap(target_bs, args->target, granularity,
+                                         errp)) {
         return NULL;
     }
     if (bdrv_getlength(target_bs) != bdrv_dirty_bitmap_size(src)) {
@@ -178,6 +181,8 @@ BdrvDirtyBitmap *block_dirty_bitmap_copy(const BlockDirtyBitmapCopy *args,
         return NULL;
     }
     bdrv_merge_dirty_bitmap(copy, src, NULL, &error_abort);
+    bdrv_dirty_bitmap_set_persistent(copy, args->has_persistent &&
+                                     args->persistent);
     if (args->has_disabled && args->disabled) {
         bdrv_disable_dirty_bitmap(copy);
     }

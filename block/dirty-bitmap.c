@@ -229,6 +229,97 @@ void bdrv_dirty_bitmap_set_persistent(BdrvDirtyBitmap *bm, bool persistent)
     bm->persistent = persistent;
 }
 
+bool bdrv_dirty_bitmap_readonly(const BdrvDirtyBitmap *bm)
+{
+    return bm->readonly;
+}
+
+void bdrv_dirty_bitmap_set_readonly(BdrvDirtyBitmap *bm, bool readonly)
+{
+    bm->readonly = readonly;
+}
+
+GPtrArray *bdrv_dirty_bitmap_list(BlockDriverState *bs)
+{
+    GPtrArray *list = g_ptr_array_new();
+    GList *l;
+
+    for (l = bs->core->bitmaps; l; l = l->next) {
+        g_ptr_array_add(list, l->data);
+    }
+    return list;
+}
+
+bool bdrv_can_store_new_dirty_bitmap(BlockDriverState *bs, const char *name,
+                                     uint32_t granularity, Error **errp)
+{
+    if (!bs->drv->can_store_new_dirty_bitmap) {
+        error_setg(errp, "Can't store persistent bitmaps to %s: Operation not "
+                   "supported", bdrv_get_node_name(bs));
+        return false;
+    }
+    if (bdrv_find_dirty_bitmap(bs, name)) {
+        error_setg(errp, "Bitmap already exists: %s", name);
+        return false;
+    }
+    if (!bs->drv->can_store_new_dirty_bitmap(bs, name, granularity, errp)) {
+        error_prepend(errp, "Can't make bitmap '%s' persistent in '%s': ",
+                      name, bdrv_get_node_name(bs));
+        return false;
+    }
+    return true;
+}
+
+bool bdrv_remove_persistent_dirty_bitmap(BlockDriverState *bs, const char *name,
+                                         Error **errp)
+{
+    return !bs->drv->remove_persistent_dirty_bitmap ||
+           bs->drv->remove_persistent_dirty_bitmap(bs, name, errp);
+}
+
+uint64_t bdrv_dirty_bitmap_serialization_coverage(uint64_t bytes,
+                                                  const BdrvDirtyBitmap *bm)
+{
+    return bytes * 8 << hbitmap_granularity(bm->bitmap);
+}
+
+uint64_t bdrv_dirty_bitmap_serialization_size(const BdrvDirtyBitmap *bm,
+                                              uint64_t start, uint64_t count)
+{
+    return hbitmap_serialization_size(bm->bitmap, start, count);
+}
+
+void bdrv_dirty_bitmap_serialize_part(BdrvDirtyBitmap *bm, uint8_t *buf,
+                                      uint64_t start, uint64_t count)
+{
+    lock(bm->bs);
+    hbitmap_serialize_part(bm->bitmap, buf, start, count);
+    unlock(bm->bs);
+}
+
+void bdrv_dirty_bitmap_deserialize_part(BdrvDirtyBitmap *bm, const uint8_t *buf,
+                                        uint64_t start, uint64_t count)
+{
+    lock(bm->bs);
+    hbitmap_deserialize_part(bm->bitmap, buf, start, count, false);
+    unlock(bm->bs);
+}
+
+void bdrv_dirty_bitmap_deserialize_ones(BdrvDirtyBitmap *bm, uint64_t start,
+                                        uint64_t count)
+{
+    lock(bm->bs);
+    hbitmap_deserialize_ones(bm->bitmap, start, count, false);
+    unlock(bm->bs);
+}
+
+void bdrv_dirty_bitmap_deserialize_finish(BdrvDirtyBitmap *bm)
+{
+    lock(bm->bs);
+    hbitmap_deserialize_finish(bm->bitmap);
+    unlock(bm->bs);
+}
+
 void bdrv_clear_dirty_bitmap(BdrvDirtyBitmap *bm, HBitmap **backup)
 {
     lock(bm->bs);

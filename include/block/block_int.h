@@ -149,6 +149,19 @@ struct BlockDriver {
     void (*child_perm)(BlockDriverState *bs, BdrvChild *c, uint64_t perm,
                        uint64_t shared, uint64_t *child_perm,
                        uint64_t *child_shared);
+    /*
+     * Persistent dirty bitmaps (block/dirty-bitmap.h), for a driver that
+     * stores them in its image: it loads them in open and stores them in
+     * close. can_store: whether a new bitmap (name, not on the node yet)
+     * fits the image, with the reason otherwise (the core prefixes which
+     * bitmap and node). remove: deletes a stored bitmap from the image at
+     * once; a name the image does not hold is no error. NULL: the driver
+     * stores no bitmaps.
+     */
+    bool (*can_store_new_dirty_bitmap)(BlockDriverState *bs, const char *name,
+                                       uint32_t granularity, Error **errp);
+    bool (*remove_persistent_dirty_bitmap)(BlockDriverState *bs,
+                                           const char *name, Error **errp);
 
     /* --- any thread -------------------------------------------------- */
 

@@ -68,6 +68,9 @@ void bdrv_dirty_bitmap_set_persistent(BdrvDirtyBitmap *bm, bool persistent);
  * only be removed, as in QEMU.
  */
 void bdrv_dirty_bitmap_set_inconsistent(BdrvDirtyBitmap *bm);
+/* Loaded from a read-only image: its bits may not change (QEMU's "RO"). */
+bool bdrv_dirty_bitmap_readonly(const BdrvDirtyBitmap *bm);
+void bdrv_dirty_bitmap_set_readonly(BdrvDirtyBitmap *bm, bool readonly);
 
 /* Clears every bit; *backup (if not NULL) receives the old bits for undo. */
 void bdrv_clear_dirty_bitmap(BdrvDirtyBitmap *bm, HBitmap **backup);
@@ -109,6 +112,44 @@ bool bdrv_dirty_bitmaps_allow_resize(BlockDriverState *bs, Error **errp);
 void bdrv_dirty_bitmaps_truncate(BlockDriverState *bs, int64_t size);
 /* Frees every bitmap of bs (its close). */
 void bdrv_release_all_dirty_bitmaps(BlockDriverState *bs);
+/* The bitmaps of bs, newest first, in a new array (main thread). */
+GPtrArray *bdrv_dirty_bitmap_list(BlockDriverState *bs);
+
+/*
+ * Persistent bitmaps: the driver stores them in the image (qcow2). Whether
+ * a new bitmap may be made persistent on bs, with QEMU's texts ("Can't
+ * store persistent bitmaps to ...", "Can't make bitmap ... persistent in
+ * ...: reason"). Main thread.
+ */
+bool bdrv_can_store_new_dirty_bitmap(BlockDriverState *bs, const char *name,
+                                     uint32_t granularity, Error **errp);
+/* Deletes name from the image at once (not stored there: nothing to do). */
+bool bdrv_remove_persistent_dirty_bitmap(BlockDriverState *bs, const char *name,
+                                         Error **errp);
+
+/*
+ * For drivers that store bitmaps: the bits as little-endian 64-bit words,
+ * bit n for the granule at n * granularity (the qcow2 layout). start and
+ * count are bytes of the node, start a multiple of the coverage of a word
+ * (64 granules), count too unless the range ends at the bitmap's size.
+ */
+/* Bytes of the node that `bytes` of serialised bits cover. */
+uint64_t bdrv_dirty_bitmap_serialization_coverage(uint64_t bytes,
+                                                  const BdrvDirtyBitmap *bm);
+/* Bytes that serialising [start, start + count) takes: 8 per word. */
+uint64_t bdrv_dirty_bitmap_serialization_size(const BdrvDirtyBitmap *bm,
+                                              uint64_t start, uint64_t count);
+void bdrv_dirty_bitmap_serialize_part(BdrvDirtyBitmap *bm, uint8_t *buf,
+                                      uint64_t start, uint64_t count);
+/*
+ * Loading: replace the bits of a range from buf, or set them all; then
+ * finish once, before the bitmap is used (it recounts).
+ */
+void bdrv_dirty_bitmap_deserialize_part(BdrvDirtyBitmap *bm, const uint8_t *buf,
+                                        uint64_t start, uint64_t count);
+void bdrv_dirty_bitmap_deserialize_ones(BdrvDirtyBitmap *bm, uint64_t start,
+                                        uint64_t count);
+void bdrv_dirty_bitmap_deserialize_finish(BdrvDirtyBitmap *bm);
 
 /* The "dirty-bitmaps" of a node's query entry, newest first; NULL if none. */
 BlockDirtyInfoList *bdrv_query_dirty_bitmaps(BlockDriverState *bs);
