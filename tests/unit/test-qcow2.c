@@ -12,88 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "block-test-helpers.h"
+#include "qcow2-test-helpers.h"
 #include "block/qapi.h"
 #include "util/main-loop.h"
-
-#define KiB ((int64_t)1024)
-#define MiB ((int64_t)1024 * 1024)
-
-static char *tmpdir;
-
-/* ---- helpers ----------------------------------------------------------- */
-
-/* Shell commands (qemu-img, qemu-io) run in tmpdir. */
-#define sh(out, ...) block_test_sh(tmpdir, out, __VA_ARGS__)
-#define SH_OK(...) BLOCK_TEST_SH_OK(tmpdir, __VA_ARGS__)
-
-static char *path_of(const char *name)
-{
-    return g_build_filename(tmpdir, name, NULL);
-}
-
-/* Opens image name as node "q"; extra is more members of the qcow2 object. */
-static BlockDriverState *open_qcow2(const char *name, bool read_only,
-                                    const char *extra, Error **errp)
-{
-    g_autofree char *path = path_of(name);
-    g_autofree char *json = g_strdup_printf(
-        "{\"driver\": \"qcow2\", \"node-name\": \"q\", \"discard\": \"unmap\","
-        " \"read-only\": %s, \"file\": {\"driver\": \"file\", \"filename\": \"%s\"}%s%s}",
-        read_only ? "true" : "false", path, extra ? ", " : "", extra ? extra : "");
-
-    return block_test_open(json, errp);
-}
-
-static BlockBackend *attach(BlockDriverState *bs, bool write)
-{
-    return block_test_backend(bs, "test", write ? BLOCK_TEST_RW :
-                              BLK_PERM_CONSISTENT_READ, BLK_PERM_ALL);
-}
-
-static void close_node(BlockBackend *blk)
-{
-    blk_unref(blk);
-    g_assert_true(bdrv_del_node("q", &error_abort));
-}
-
-static uint8_t *read_file(const char *name, gsize *len)
-{
-    g_autofree char *path = path_of(name);
-    char *data;
-
-    g_assert_true(g_file_get_contents(path, &data, len, NULL));
-    return (uint8_t *)data;
-}
-
-/* Reads the whole image through blkd and compares with qemu-img's raw. */
-static void assert_reads_like_qemu(const char *name, const char *extra)
-{
-    BlockDriverState *bs = open_qcow2(name, true, extra, &error_abort);
-    BlockBackend *blk = attach(bs, false);
-    int64_t len = blk_getlength(blk);
-    g_autofree uint8_t *got = g_malloc(len);
-    g_autofree uint8_t *want = NULL;
-    gsize want_len;
-
-    g_assert_cmpint(blk_pread(blk, 0, len, got, 0), ==, 0);
-    close_node(blk);
-    SH_OK("qemu-img convert -O raw %s expect.raw", name);
-    want = read_file("expect.raw", &want_len);
-    g_assert_cmpint(want_len, ==, len);
-    g_assert_true(memcmp(got, want, len) == 0);
-}
-
-/* No errors and no leaks, as `qemu-img check` sees it. */
-static void assert_check_clean(const char *name)
-{
-    SH_OK("qemu-img check %s", name);
-}
-
-static void assert_same_as_raw(const char *name, const char *raw)
-{
-    SH_OK("qemu-img compare -f qcow2 -F raw %s %s", name, raw);
-}
 
 /* ---- reading what QEMU wrote ------------------------------------------- */
 
@@ -829,19 +750,6 @@ static void test_shrink_then_grow(void)
 }
 
 /* ---- refusals ---------------------------------------------------------- */
-
-static void assert_open_fails(const char *name, bool read_only, const char *extra,
-                              const char *text)
-{
-    Error *err = NULL;
-
-    g_assert_null(open_qcow2(name, read_only, extra, &err));
-    g_assert_nonnull(err);
-    if (!strstr(error_get_pretty(err), text)) {
-        g_error("'%s' does not contain '%s'", error_get_pretty(err), text);
-    }
-    error_free(err);
-}
 
 /* Sets incompatible feature bits in a v3 header. */
 static void set_incompat(const char *name, uint8_t byte7)
