@@ -133,8 +133,8 @@ static char *feature_name(const uint8_t *table, size_t len, int bit)
 }
 
 /*
- * Reads the extensions after the header: the backing format, and the
- * feature names (for errors). Others are left alone, on disk and here.
+ * Reads the extensions after the header: the backing format, the feature
+ * names (for errors), the bitmaps. Others are left alone, on disk and here.
  */
 static int read_extensions(BlockDriverState *bs, const uint8_t *buf,
                            size_t len, const uint8_t **features,
@@ -165,6 +165,12 @@ static int read_extensions(BlockDriverState *bs, const uint8_t *buf,
         } else if (type == QCOW2_EXT_FEATURE_TABLE) {
             *features = buf + off;
             *features_len = ext_len;
+        } else if (type == QCOW2_EXT_BITMAPS) {
+            int ret = qcow2_read_bitmaps_ext(bs, buf + off, ext_len, errp);
+
+            if (ret < 0) {
+                return ret;
+            }
         }
         off += (ext_len + 7) & ~7u;
     }
@@ -306,9 +312,8 @@ static void qcow2_free_state(BDRVQcow2State *s)
     g_cond_clear(&s->alloc_cond);
 }
 
-/* Reads the first cluster (header, extensions, backing name). */
-static uint8_t *read_first_cluster(BlockDriverState *bs, Qcow2Header *h,
-                                   size_t *len, Error **errp)
+uint8_t *qcow2_read_first_cluster(BlockDriverState *bs, Qcow2Header *h,
+                                  size_t *len, Error **errp)
 {
     int64_t file_len = bdrv_child_getlength(bs->file);
     uint8_t *buf;
@@ -380,7 +385,7 @@ static int qcow2_open(BlockDriverState *bs, const BlockdevOptions *opts,
     if (!bdrv_open_child(bs, o->file, "file", BDRV_CHILD_FILE, errp)) {
         goto fail;
     }
-    buf = read_first_cluster(bs, &h, &len, errp);
+    buf = qcow2_read_first_cluster(bs, &h, &len, errp);
     if (!buf) {
         goto fail;
     }
@@ -445,7 +450,13 @@ static int qcow2_open(BlockDriverState *bs, const BlockdevOptions *opts,
         goto fail;
     }
 
-    /* Writing: first clear the autoclear bits whose data we would not keep. */
+    /* First: an image whose bitmaps do not load is left as it was. */
+    ret = qcow2_load_bitmaps(bs, errp);
+    if (ret < 0) {
+        goto fail;
+    }
+
+    /* Writing: clear the autoclear bits whose data we would not keep. */
     if (!bs->read_only && (s->autoclear_features & ~QCOW2_AUTOCLEAR_KEEP)) {
         s->autoclear_features &= QCOW2_AUTOCLEAR_KEEP;
         ret = qcow2_header_store(bs, offsetof(Qcow2Header, autoclear_features),
@@ -481,13 +492,22 @@ static void trim_file(BlockDriverState *bs)
 }
 
 /*
- * The last writes of a writable image, at close or when it goes read-only:
- * everything is written through, so settle the frees and the pool.
+ * The last writes of an image, at close or when it goes read-only: the
+ * persistent bitmaps are stored, and, everything else being written
+ * through, the frees and the pool settled.
  */
 static void settle(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
+    Error *err = NULL;
 
+    if (!s->broken && qcow2_store_bitmaps(bs, &err) < 0) {
+        /* QEMU's report; the bitmaps stay in use in the image. */
+        fprintf(stderr, "qcow2: Lost persistent bitmaps during inactivation "
+                "of node '%s': %s\n", bdrv_get_node_name(bs),
+                error_get_pretty(err));
+        error_free(err);
+    }
     if (bs->read_only || s->broken) {
         return;
     }
@@ -556,6 +576,7 @@ static ImageInfoSpecific *qcow2_get_specific_info(BlockDriverState *bs)
     q->corrupt = s->incompatible_features & QCOW2_INCOMPAT_CORRUPT;
     q->has_extended_l2 = true;
     q->extended_l2 = false;
+    q->bitmaps = qcow2_get_bitmap_info(bs);
     return info;
 }
 
@@ -651,6 +672,10 @@ static int qcow2_truncate(BlockDriverState *bs, int64_t offset, Error **errp)
         error_setg(errp, "Can't resize a v2 image which has snapshots");
         return -ENOTSUP;
     }
+    ret = qcow2_truncate_bitmaps_check(bs, errp);
+    if (ret < 0) {
+        return ret;
+    }
     g_mutex_lock(&s->lock);
     old = s->size;
     if (s->broken) {
@@ -692,6 +717,8 @@ const BlockDriver bdrv_qcow2 = {
     .truncate = qcow2_truncate,
     .get_info = qcow2_get_info,
     .get_specific_info = qcow2_get_specific_info,
+    .can_store_new_dirty_bitmap = qcow2_can_store_new_bitmap,
+    .remove_persistent_dirty_bitmap = qcow2_remove_persistent_bitmap,
 
     .getlength = qcow2_getlength,
     .preadv = qcow2_preadv,

@@ -75,12 +75,11 @@ typedef struct Qcow2Header {
 #define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
 /*
  * autoclear_features: the bits blkd keeps when it opens an image
- * read-write. Bit 0 (bitmaps) joins when the bitmaps extension is
- * maintained; until then writing clears it, which tells QEMU that the
- * stored bitmaps are stale, as the specification asks.
+ * read-write, those whose data it maintains; others are cleared, as the
+ * specification asks. Bit 0: the bitmaps extension is consistent.
  */
 #define QCOW2_AUTOCLEAR_BITMAPS     (1ull << 0)
-#define QCOW2_AUTOCLEAR_KEEP        0ull
+#define QCOW2_AUTOCLEAR_KEEP        QCOW2_AUTOCLEAR_BITMAPS
 
 /* Header extensions: u32 type, u32 length, data padded to 8 bytes. */
 #define QCOW2_EXT_END               0x00000000u
@@ -223,8 +222,17 @@ typedef struct BDRVQcow2State {
     uint32_t header_length;
     uint32_t nb_snapshots;
     uint64_t compatible_features;
-    uint64_t autoclear_features;
+    uint64_t autoclear_features;        /* bitmaps bit: see below */
     bool pass_discard;          /* guest discards reach the file */
+
+    /*
+     * The bitmaps extension (qcow2-bitmap.c), main thread only: changed
+     * with the header under lock, together with the autoclear bitmaps
+     * bit. nb_bitmaps 0: the image holds none (or they are stale).
+     */
+    uint32_t nb_bitmaps;
+    uint64_t bitmap_directory_offset;
+    uint64_t bitmap_directory_size;
 
     /*
      * Everything below is guarded by lock. Metadata I/O happens with the
@@ -275,6 +283,13 @@ Qcow2ClusterType qcow2_cluster_type(BDRVQcow2State *s, uint64_t l2_entry);
 
 /* ---- qcow2.c ----------------------------------------------------------- */
 
+/*
+ * Reads the first cluster (header, extensions, backing name; *len bytes,
+ * fewer if the file is shorter) into a g_malloc()ed buffer, the header
+ * converted into *h; checks what the layout rests on.
+ */
+uint8_t *qcow2_read_first_cluster(BlockDriverState *bs, Qcow2Header *h,
+                                  size_t *len, Error **errp);
 /* Stores a big-endian field of len bytes at header offset off. */
 int qcow2_header_store(BlockDriverState *bs, size_t off, uint64_t value,
                        size_t len);
@@ -383,5 +398,28 @@ int qcow2_release_pool(BlockDriverState *bs);
 int64_t qcow2_used_end(BlockDriverState *bs);
 /* Makes the file at least end bytes long. */
 int qcow2_ensure_file_length(BlockDriverState *bs, uint64_t end);
+
+/* ---- qcow2-bitmap.c: persistent dirty bitmaps (main thread) ------------ */
+
+/* Takes the bitmaps extension's data (len bytes) at open. */
+int qcow2_read_bitmaps_ext(BlockDriverState *bs, const uint8_t *data,
+                           uint32_t len, Error **errp);
+/*
+ * Creates the node's dirty bitmaps from the image (open): read-only
+ * bitmaps on a read-only node; otherwise each is marked in use in the
+ * image. Nothing is written unless every bitmap loaded.
+ */
+int qcow2_load_bitmaps(BlockDriverState *bs, Error **errp);
+/* Writes the node's persistent bitmaps back, no longer in use (close). */
+int qcow2_store_bitmaps(BlockDriverState *bs, Error **errp);
+/* The BlockDriver hooks: QEMU's limits; deleting from the image. */
+bool qcow2_can_store_new_bitmap(BlockDriverState *bs, const char *name,
+                                uint32_t granularity, Error **errp);
+bool qcow2_remove_persistent_bitmap(BlockDriverState *bs, const char *name,
+                                    Error **errp);
+/* Whether a resize may go on: every stored bitmap loaded and usable. */
+int qcow2_truncate_bitmaps_check(BlockDriverState *bs, Error **errp);
+/* The bitmaps the image holds, for queries; NULL if none (or unreadable). */
+Qcow2BitmapInfoList *qcow2_get_bitmap_info(BlockDriverState *bs);
 
 #endif
