@@ -595,7 +595,8 @@ class Daemon:
     start() adds:
       --chardev socket,id=qmp0,path=<dir>/qmp.sock,server=on,wait=off
       --monitor chardev=qmp0 --pidfile <dir>/daemon.pid
-    unless monitor=False / pidfile=False.  stderr goes to <dir>/stderr.log.
+    unless monitor=False / pidfile=False.  stderr goes to <dir>/stderr.log;
+    cwd= runs the daemon in another directory (relative image names).
     Cleanup (also on failure) stops the daemon (SIGTERM, then SIGKILL after a
     timeout), checks stderr for sanitizer reports and removes the directory.
     """
@@ -622,7 +623,7 @@ class Daemon:
         return os.path.join(self.dir, *parts)
 
     def start(self, binary, *args, monitor=True, pidfile=True, env=None,
-              wait=True, timeout=None):
+              wait=True, timeout=None, cwd=None):
         if self.proc is not None:
             raise RuntimeError('daemon already started')
         self.binary = binary
@@ -641,7 +642,7 @@ class Daemon:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=self._stdout,
                                      stderr=self._stderr,
-                                     env=_child_env(env),
+                                     env=_child_env(env), cwd=cwd,
                                      preexec_fn=_preexec_pdeathsig)
         if wait:
             paths = []

@@ -3,13 +3,19 @@
 
 The guide's examples are code blocks of '->' requests and '<-' replies; an
 'Options:' paragraph before them says how to start the daemon, and the
-blocks after it share that daemon. A reply matches when every member it
-shows is in the real reply with that value (lists: same length, element
-by element), so a guide can leave out members that do not matter.
+blocks after it share that daemon. An 'Image:' paragraph before the
+options names qemu-img commands that make the images it uses; they run in
+a directory kept for the whole guide, where the daemons run too, so a
+later daemon finds what an earlier one stored. A reply matches when every
+member it shows is in the real reply with that value (lists: same length,
+element by element), so a guide can leave out members that do not matter.
 """
 import json
 import os
 import re
+import shlex
+import shutil
+import tempfile
 import unittest
 
 import iotests
@@ -17,28 +23,42 @@ import iotests
 GUIDE = os.path.join(iotests.REPO_ROOT, 'docs', 'interop', 'bitmaps.rst')
 
 
+def paragraph(lines, i):
+    """The paragraph starting at line i as one line, and the line after."""
+    text = lines[i]
+    i += 1
+    while i < len(lines) and lines[i].strip():
+        text += ' ' + lines[i].strip()
+        i += 1
+    return text, i
+
+
 def parse_guide(path):
-    """[(options, [(request, expected_reply), ...]), ...] in guide order."""
+    """[(options, image commands, [(request, expected_reply), ...]), ...]
+    in guide order."""
     with open(path, encoding='utf-8') as f:
         lines = f.read().splitlines()
     sections = []
+    images = []
     i = 0
     while i < len(lines):
         line = lines[i]
+        if line.startswith('Image:'):
+            text, i = paragraph(lines, i)
+            images += [shlex.split(c) for c in re.findall(r'``([^`]+)``', text)]
+            continue
         if line.startswith('Options:'):
-            text = line
-            i += 1
-            while i < len(lines) and lines[i].strip():
-                text += ' ' + lines[i].strip()
-                i += 1
+            text, i = paragraph(lines, i)
             options = re.findall(r'``([^`]+)``', text)
-            sections.append(([a for o in options for a in o.split(' ', 1)], []))
+            sections.append(([a for o in options for a in o.split(' ', 1)],
+                             images, []))
+            images = []
             continue
         if line.strip().startswith('-> '):
             request = json.loads(line.strip()[3:])
             reply = lines[i + 1].strip()
             assert reply.startswith('<- '), 'request without reply: %s' % line
-            sections[-1][1].append((request, json.loads(reply[3:])))
+            sections[-1][2].append((request, json.loads(reply[3:])))
             i += 2
             continue
         i += 1
@@ -59,7 +79,10 @@ class TestBitmapsGuide(unittest.TestCase):
     def test_guide_has_examples(self):
         sections = parse_guide(GUIDE)
         self.assertGreaterEqual(len(sections), 7)
-        self.assertGreaterEqual(sum(len(s[1]) for s in sections), 28)
+        self.assertGreaterEqual(sum(len(s[2]) for s in sections), 28)
+        for _, images, _ in sections:
+            for command in images:
+                self.assertEqual(command[0], 'qemu-img', command)
 
     def test_every_example_replies_as_documented(self):
         iotests.require_binary(iotests.BLKD)
@@ -67,10 +90,15 @@ class TestBitmapsGuide(unittest.TestCase):
         # one of its examples, the empty merge).
         if not iotests.binary_is_blkd(iotests.BLKD):
             self.skipTest('the guide is blkd\'s')
-        for n, (options, steps) in enumerate(parse_guide(GUIDE)):
+        workdir = tempfile.mkdtemp(prefix='iotests-guide-')
+        self.addCleanup(shutil.rmtree, workdir, True)
+        for n, (options, images, steps) in enumerate(parse_guide(GUIDE)):
             with self.subTest(section=n, options=options):
+                for command in images:
+                    iotests.run(iotests.skip_if_missing(command[0]),
+                                *command[1:], cwd=workdir, check=True)
                 daemon = iotests.Daemon(self, name='guide%d' % n)
-                daemon.start(iotests.BLKD, *options)
+                daemon.start(iotests.BLKD, *options, cwd=workdir)
                 qmp = daemon.qmp(negotiate=True)
                 for request, expected in steps:
                     reply = qmp.cmd_raw(request)
