@@ -923,3 +923,18 @@ Qcow2BitmapInfoList *qcow2_get_bitmap_info(BlockDriverState *bs)
     }
     return head;
 }
+
+void qcow2_bitmaps_set_readonly(BlockDriverState *bs)
+{
+    g_autoptr(GPtrArray) bitmaps = bdrv_dirty_bitmap_list(bs);
+    guint i;
+
+    for (i = 0; i < bitmaps->len; i++) {
+        BdrvDirtyBitmap *bm = g_ptr_array_index(bitmaps, i);
+
+        if (bdrv_dirty_bitmap_persistent(bm) &&
+            !bdrv_dirty_bitmap_inconsistent(bm)) {
+            bdrv_dirty_bitmap_set_readonly(bm, true);
+        }
+    }
+}

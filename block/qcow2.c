@@ -522,6 +522,16 @@ static void settle(BlockDriverState *bs)
     bdrv_flush(bs->file->bs);
 }
 
+/*
+ * The node under an external snapshot goes read-only: its bitmaps are
+ * stored now, as QEMU stores them when it reopens a node read-only.
+ */
+static void qcow2_set_read_only(BlockDriverState *bs)
+{
+    settle(bs);
+    qcow2_bitmaps_set_readonly(bs);
+}
+
 static void qcow2_close(BlockDriverState *bs)
 {
     settle(bs);
@@ -712,7 +722,7 @@ const BlockDriver bdrv_qcow2 = {
     .open = qcow2_open,
     .probe = qcow2_probe,
     .close = qcow2_close,
-    .set_read_only = settle,
+    .set_read_only = qcow2_set_read_only,
     .create = qcow2_create,
     .truncate = qcow2_truncate,
     .get_info = qcow2_get_info,

@@ -412,6 +412,11 @@ int qcow2_read_bitmaps_ext(BlockDriverState *bs, const uint8_t *data,
 int qcow2_load_bitmaps(BlockDriverState *bs, Error **errp);
 /* Writes the node's persistent bitmaps back, no longer in use (close). */
 int qcow2_store_bitmaps(BlockDriverState *bs, Error **errp);
+/*
+ * After a store for a node going read-only: its persistent bitmaps are
+ * read-only too, so nothing changes them and the close stores no more.
+ */
+void qcow2_bitmaps_set_readonly(BlockDriverState *bs);
 /* The BlockDriver hooks: QEMU's limits; deleting from the image. */
 bool qcow2_can_store_new_bitmap(BlockDriverState *bs, const char *name,
                                 uint32_t granularity, Error **errp);

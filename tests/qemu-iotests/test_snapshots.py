@@ -157,6 +157,8 @@ class SnapshotSyncTest(SnapshotTestCase):
     def run_sync(self, binary, in_transaction):
         d, qmp = self.start_qcow2(binary)
         qmp.command('block-dirty-bitmap-add', node='disk', name='b0')
+        qmp.command('block-dirty-bitmap-add', node='disk', name='p0',
+                    persistent=True)
         self.write(d, 'write -P 0x21 1M 64k')
         before = self.disk_now(d, 'before.raw')
         args = {'node-name': 'disk', 'snapshot-file': d.path('s1.qcow2'),
@@ -179,17 +181,23 @@ class SnapshotSyncTest(SnapshotTestCase):
         self.check_images(d, 'base.qcow2', 's1.qcow2')
         info = json.loads(iotests.run('qemu-img', 'info', '--output=json',
                                       d.path('s1.qcow2'), check=True).stdout)
+        # The persistent bitmap was stored when the node went read-only.
+        base = json.loads(iotests.run('qemu-img', 'info', '--output=json',
+                                      d.base, check=True).stdout)
         return (nodes, bitmaps, [e['node-name'] for e in exports],
                 os.path.basename(info['backing-filename']),
-                info['backing-filename-format'], info['virtual-size'])
+                info['backing-filename-format'], info['virtual-size'],
+                base['format-specific']['data'].get('bitmaps'))
 
     def test_command(self):
         got = self.run_sync(self.blkd, False)
         # The old node is read-only now; its file, a node of its own, not.
         self.assertEqual(got[0][:2], [('basef', 'file', False, ''),
                                       ('disk', 'qcow2', True, '')])
-        self.assertEqual(got[1], [('b0', CLUSTER)])
-        self.assertEqual(got[2:], (['s1'], 'base.qcow2', 'qcow2', SIZE))
+        self.assertEqual(got[1], [('p0', CLUSTER), ('b0', CLUSTER)])
+        self.assertEqual(got[2:6], (['s1'], 'base.qcow2', 'qcow2', SIZE))
+        self.assertEqual(got[6], [{'name': 'p0', 'flags': ['auto'],
+                                   'granularity': CLUSTER}])
         if self.have_qsd():
             self.assertEqual(got, self.run_sync(self.qsd, False))
 

@@ -23,7 +23,7 @@ static bool have_tools(void)
     g_autofree char *nbd = g_find_program_in_path("qemu-nbd");
     g_autofree char *info = g_find_program_in_path("nbdinfo");
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return false;
     }
     if (!nbd || !info) {
@@ -366,7 +366,7 @@ static void test_many(void)
     g_autofree char *longest = g_strnfill(1023, 'n');
     int i;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     make_image("many.qcow2", "cluster_size=4096", "1M");
@@ -486,7 +486,7 @@ static void test_copy_persistent(void)
     Error *err = NULL;
     BlockBackend *blk;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     make_image("cp.qcow2", NULL, "64M");
@@ -564,7 +564,7 @@ static void test_limit_count(void)
     BlockBackend *blk;
     GPtrArray *made;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     make_image("count.qcow2", "cluster_size=4096", "1M");
@@ -593,7 +593,7 @@ static void test_limit_directory(void)
     BlockBackend *blk;
     GPtrArray *made;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     make_image("dir.qcow2", "cluster_size=4096", "1M");
@@ -621,7 +621,7 @@ static void test_limits_and_texts(void)
     g_autofree char *raw = NULL, *json = NULL;
     BlockBackend *blk;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     make_image("lim.qcow2", NULL, "4T");
@@ -714,7 +714,7 @@ static void test_damaged_directory_refused(gconstpointer opaque)
     uint64_t base;
     Layout l;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     if (!g_file_test(template, G_FILE_TEST_EXISTS)) {
@@ -786,7 +786,7 @@ static void test_in_use_is_inconsistent(void)
     BdrvDirtyBitmap *bm;
     g_autofree char *flags = NULL;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     make_with_bitmap("iu.qcow2");
@@ -833,7 +833,7 @@ static void test_read_only(void)
     Error *err = NULL;
     BlockBackend *blk;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     make_with_bitmap("ro.qcow2");
@@ -867,7 +867,7 @@ static void test_remove_at_once(void)
     gsize len;
     g_autofree uint8_t *img = NULL;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     make_with_bitmap("rm.qcow2");
@@ -922,7 +922,7 @@ static void test_header_with_backing_name(void)
     g_autofree char *out = NULL;
     BlockBackend *blk;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 base.qcow2 4M && "
@@ -975,7 +975,7 @@ static void test_failed_store_damages_nothing(void)
     };
     unsigned i;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     for (i = 0; i < G_N_ELEMENTS(rules); i++) {
