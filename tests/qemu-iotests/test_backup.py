@@ -15,6 +15,8 @@ import unittest
 import iotests
 
 SIZE = 64 << 20
+# What start() writes into the source image before the daemon opens it.
+SOURCE_DATA = ('write -P 0x11 0 8M', 'write -P 0x22 20M 1M')
 
 
 CLUSTER = 64 * 1024
@@ -55,22 +57,24 @@ def qemu_io(sock, *cmds):
 class BackupTestCase(iotests.DaemonTestCase):
     """A source raw image with data, exported over NBD, and raw targets."""
 
-    def start(self, binary, targets=1, extra=(), src_node=True):
-        """With src_node False only the file node 'srcf' is opened: the
-        caller adds 'src' and its export once the daemon runs."""
+    def start(self, binary, targets=1, extra=(), src_node=True, size=SIZE,
+              data=SOURCE_DATA):
+        """Images of @size bytes, the source holding the qemu-io writes
+        @data. With src_node False only the file node 'srcf' is opened:
+        the caller adds 'src' and its export once the daemon runs."""
         iotests.skip_if_missing('qemu-img')
         iotests.skip_if_missing('qemu-io')
         d = iotests.Daemon(self, name=os.path.basename(binary))
         src = d.path('src.img')
-        iotests.run('qemu-img', 'create', '-f', 'raw', src, str(SIZE), check=True)
-        iotests.run('qemu-io', '-f', 'raw', '-c', 'write -P 0x11 0 8M',
-                    '-c', 'write -P 0x22 20M 1M', src, check=True)
+        iotests.run('qemu-img', 'create', '-f', 'raw', src, str(size), check=True)
+        writes = [arg for cmd in data for arg in ('-c', cmd)]
+        iotests.run('qemu-io', '-f', 'raw', *writes, src, check=True)
         args = ['--blockdev', 'driver=file,node-name=srcf,filename=' + src]
         if src_node:
             args += ['--blockdev', 'driver=raw,node-name=src,file=srcf']
         for i in range(targets):
             tgt = d.path('tgt%d.img' % i)
-            iotests.run('qemu-img', 'create', '-f', 'raw', tgt, str(SIZE), check=True)
+            iotests.run('qemu-img', 'create', '-f', 'raw', tgt, str(size), check=True)
             args += ['--blockdev', 'driver=file,node-name=tgt%df,filename=%s' % (i, tgt),
                      '--blockdev', 'driver=raw,node-name=tgt%d,file=tgt%df' % (i, i)]
         sock = d.path('nbd.sock')
@@ -95,6 +99,25 @@ class BackupTestCase(iotests.DaemonTestCase):
                         end = other
             if ev['data']['id'] == job_id and ev['data']['status'] == 'null':
                 return end
+
+    def job(self, qmp, job_id):
+        """The job's query-jobs entry, None once it is gone."""
+        for j in qmp.command('query-jobs'):
+            if j['id'] == job_id:
+                return j
+        return None
+
+    def wait_progress(self, qmp, job_id, at_least=1, timeout=20):
+        """Waits until the running job has copied @at_least bytes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            j = self.job(qmp, job_id)
+            self.assertIsNotNone(j, job_id)
+            self.assertEqual(j['status'], 'running')
+            if j['current-progress'] >= at_least:
+                return j
+            self.assertLess(time.monotonic(), deadline, repr(j))
+            time.sleep(0.01)
 
     def bitmaps(self, qmp, node):
         for info in qmp.command('query-named-block-nodes', flat=True):

@@ -68,23 +68,6 @@ class CancelTestCase(BackupTestCase):
                             'waiting for %s: %r' % (until, self.log))
             time.sleep(0.01)
 
-    def job(self, qmp, job_id):
-        for j in qmp.command('query-jobs'):
-            if j['id'] == job_id:
-                return j
-        return None
-
-    def wait_progress(self, qmp, job_id, at_least=1, timeout=20):
-        deadline = time.monotonic() + timeout
-        while True:
-            j = self.job(qmp, job_id)
-            self.assertIsNotNone(j, job_id)
-            self.assertEqual(j['status'], 'running')
-            if j['current-progress'] >= at_least:
-                return j
-            self.assertLess(time.monotonic(), deadline, repr(j))
-            time.sleep(0.01)
-
 
 class CancelRunningTest(CancelTestCase):
 
