@@ -40,7 +40,7 @@ typedef struct BackupJob {
     GMutex lock;
     GCond cond;
     int in_flight;
-    int64_t copied;             /* bytes copied since the job thread looked */
+    int64_t copied;             /* by the workers, not yet counted against the speed */
     int error;                  /* first failure not yet handled (-errno) */
     bool error_is_read;
     bool nothing_left;          /* a worker found nothing more to copy */
@@ -131,7 +131,6 @@ static int copy_all(BackupJob *s)
         if (copied) {
             block_job_ratelimit_processed_bytes(&s->common, copied);
         }
-        job_progress_update(job, copied + block_copy_take_on_demand(s->bcs));
         if (error) {
             BlockErrorAction action;
 
@@ -176,8 +175,6 @@ static int copy_all(BackupJob *s)
     }
     wait_in_flight_below(s, 0);
     g_thread_pool_free(pool, FALSE, TRUE);
-    job_progress_update(job, s->copied + block_copy_take_on_demand(s->bcs));
-    s->copied = 0;
     /* The job's error is strerror(-ret), as QEMU reports it: no errp. */
     return ret;
 }
@@ -200,10 +197,18 @@ static int backup_run(Job *job, Error **errp)
         while (!job_is_cancelled(job)) {
             job_yield(job);
         }
-        job_progress_update(job, block_copy_take_on_demand(s->bcs));
         return -ECANCELED;
     }
     return copy_all(s);
+}
+
+/*
+ * Each chunk copied, by the job or ahead of a guest write, as it completes
+ * (any thread): the job's progress, as QEMU's block-copy reports it.
+ */
+static void backup_progress(void *opaque, int64_t bytes)
+{
+    job_progress_update(opaque, bytes);
 }
 
 /* ---- completion: the main thread ---------------------------------------- */
@@ -404,6 +409,8 @@ BlockJob *backup_create(const BackupCommon *args, BlockDriverState *bs,
     s->source = bs;
     s->cbw = cbw;
     s->bcs = bcs;
+    /* Before any copy: the transaction creating the job runs drained. */
+    block_copy_set_progress(bcs, backup_progress, &s->common.job);
     s->sync_bitmap = bitmap;
     s->sync = sync;
     s->bitmap_mode = mode;

@@ -25,7 +25,8 @@ struct BlockCopyState {
     GMutex lock;
     GCond cond;             /* a copy in flight finished */
     GList *tasks;           /* CopyTask *, in flight */
-    int64_t on_demand;      /* bytes block_copy() copied, not yet taken */
+    void (*progress)(void *opaque, int64_t bytes);
+    void *progress_opaque;
 };
 
 BlockCopyState *block_copy_state_new(BdrvChild *source, BdrvChild *target,
@@ -73,6 +74,14 @@ int64_t block_copy_cluster_size(BlockCopyState *s)
 BdrvDirtyBitmap *block_copy_dirty_bitmap(BlockCopyState *s)
 {
     return s->copy_bitmap;
+}
+
+void block_copy_set_progress(BlockCopyState *s,
+                             void (*progress)(void *opaque, int64_t bytes),
+                             void *opaque)
+{
+    s->progress = progress;
+    s->progress_opaque = opaque;
 }
 
 void block_copy_set_skip_unallocated(BlockCopyState *s, bool skip)
@@ -129,6 +138,9 @@ static void release(BlockCopyState *s, CopyTask *task, bool failed)
     }
     g_cond_broadcast(&s->cond);
     g_mutex_unlock(&s->lock);
+    if (!failed && s->progress) {
+        s->progress(s->progress_opaque, task->end - task->start);
+    }
 }
 
 /* Copies [start, end) of the source to the target: zeroes as zeroes. */
@@ -185,12 +197,11 @@ static int copy_range(BlockCopyState *s, int64_t start, int64_t end,
 }
 
 int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
-               int64_t *copied, bool *error_is_read)
+               bool *error_is_read)
 {
     int64_t start = offset / s->cluster_size * s->cluster_size;
     int64_t end = MIN(s->len, (offset + bytes + s->cluster_size - 1) /
                                s->cluster_size * s->cluster_size);
-    int64_t done = 0;
     int ret = 0;
 
     while (ret == 0) {
@@ -208,30 +219,8 @@ int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
         g_mutex_unlock(&s->lock);
         ret = copy_range(s, task.start, task.end, error_is_read);
         release(s, &task, ret < 0);
-        if (ret == 0) {
-            done += task.end - task.start;
-        }
-    }
-    if (done) {
-        g_mutex_lock(&s->lock);
-        s->on_demand += done;
-        g_mutex_unlock(&s->lock);
-    }
-    if (copied) {
-        *copied = done;
     }
     return ret;
-}
-
-int64_t block_copy_take_on_demand(BlockCopyState *s)
-{
-    int64_t bytes;
-
-    g_mutex_lock(&s->lock);
-    bytes = s->on_demand;
-    s->on_demand = 0;
-    g_mutex_unlock(&s->lock);
-    return bytes;
 }
 
 int block_copy_next(BlockCopyState *s, int64_t max_chunk, int64_t *copied,

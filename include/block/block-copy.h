@@ -33,24 +33,27 @@ void block_copy_state_free(BlockCopyState *s);
 
 int64_t block_copy_cluster_size(BlockCopyState *s);
 BdrvDirtyBitmap *block_copy_dirty_bitmap(BlockCopyState *s);
+/*
+ * @progress is told the bytes of each chunk copied, by either kind of copy,
+ * as the copy completes, from the copying thread (a job's progress, as
+ * QEMU's block-copy reports to the job's progress meter). Set it before
+ * the first copy.
+ */
+void block_copy_set_progress(BlockCopyState *s,
+                             void (*progress)(void *opaque, int64_t bytes),
+                             void *opaque);
 /* sync=top: clusters the source's top layer does not allocate are skipped. */
 void block_copy_set_skip_unallocated(BlockCopyState *s, bool skip);
 
 /*
  * Copies what is dirty in [offset, offset+bytes), cluster-aligned outwards,
- * waiting for copies of those clusters already in flight. Returns 0, or
- * -errno with *error_is_read telling which side failed (the clusters are
- * dirty again). *copied (if not NULL) is the number of bytes this call
- * copied.
+ * waiting for copies of those clusters already in flight (copies ahead of
+ * guest writes: not against a job's speed limit, as in QEMU). Returns 0,
+ * or -errno with *error_is_read telling which side failed (the clusters
+ * are dirty again).
  */
 int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
-               int64_t *copied, bool *error_is_read);
-/*
- * The bytes block_copy() calls (copies ahead of guest writes) copied since
- * the last call: a job counts them as progress, as QEMU's does, but not
- * against its speed limit.
- */
-int64_t block_copy_take_on_demand(BlockCopyState *s);
+               bool *error_is_read);
 /*
  * Background copy: claims the next dirty chunk (up to max_chunk bytes of
  * contiguous dirty clusters) and copies it. Returns 0 with *copied set,

@@ -116,6 +116,12 @@ def expected_count(mode, outcome, length, offset):
     return len(before | during) * CLUSTER
 
 
+def read_cluster(path, i):
+    with open(path, 'rb') as f:
+        f.seek(i * CLUSTER)
+        return f.read(CLUSTER)
+
+
 def error_at(event):
     return [{'event': event, 'errno': EIO, 'sector': ERROR_AT // 512}]
 
@@ -215,6 +221,77 @@ class BackupMatrixTest(MatrixTestCase):
             self.assertEqual(got, self.run_cell(self.blkd, *ROWS['bitmap_never'], outcome))
         elif self.have_qsd():
             self.assertEqual(got, self.run_cell(self.qsd, args, mode, outcome))
+
+
+# Written during a sync=none job; in the error cases one more write goes
+# to ERROR_AT, where the copy of the old data fails.
+NONE_WRITES = ['write -P 0x71 64k 4k', 'write -P 0x72 5M 128k', 'write -z 9M 64k',
+               'write -P 0x73 %d 4k' % (SIZE - 4096)]
+assert ERROR_AT // CLUSTER not in clusters(NONE_WRITES)
+
+
+class FleecingTest(MatrixTestCase):
+    """sync=none copies nothing itself: only the old data of what is
+    written during the job, before the write; it ends when cancelled
+    (with auto-finalize off, never reaching pending). A copy that fails
+    fails the write (copy-before-write's default, break-guest-write), not
+    the job."""
+
+    def run_none(self, binary, outcome):
+        """(events, end event, progress after the writes, target map)."""
+        d, qmp = self.start_cell(
+            binary,
+            src_inject=error_at('read_aio') if outcome == 'source_error' else None,
+            tgt_inject=error_at('write_aio') if outcome == 'target_error' else None)
+        at_start = self.snapshot(d, 'at_start.img')
+        qmp.command('blockdev-backup', job_id='j', device='src', target='tgt',
+                    sync='none', auto_finalize=False)
+        qemu_io(d.nbd, *NONE_WRITES)
+        if outcome != 'cancel':
+            _, out = nbdhelpers.qemu_io(
+                '-f', 'raw', '-c', 'write -P 0x74 %d 64k' % ERROR_AT,
+                nbdhelpers.uri(d.nbd, 'src'))
+            self.assertIn('write failed: Input/output error', out)
+        copied = len(clusters(NONE_WRITES)) * CLUSTER
+        j = self.job(qmp, 'j')
+        progress = (j['status'], j['current-progress'], j['total-progress'])
+        self.assertEqual(progress, ('running', copied, SIZE))
+        qmp.command('job-cancel', id='j')
+        self.until_status(d, qmp, 'null')
+        events = self.policy_events(d)
+        self.assertEqual(events, OUTCOMES['cancel_running'])
+        end = self.end_event(d)
+        self.assertEqual((end['offset'], end['len']), (copied, SIZE))
+        # The target holds the old data of exactly the clusters written.
+        expected = d.path('expected.img')
+        with open(at_start, 'rb') as old, open(expected, 'wb') as new:
+            new.truncate(SIZE)
+            for i in clusters(NONE_WRITES):
+                old.seek(i * CLUSTER)
+                new.seek(i * CLUSTER)
+                new.write(old.read(CLUSTER))
+        self.assertSameImage(expected, d.tgt)
+        if outcome != 'cancel':
+            # The failed write changed nothing.
+            self.assertTrue(read_cluster(d.src, ERROR_AT // CLUSTER) ==
+                            read_cluster(at_start, ERROR_AT // CLUSTER))
+        mapped = iotests.run('qemu-img', 'map', '--output=json', '-f', 'raw',
+                             d.tgt, check=True).stdout
+        return events, end, progress, mapped
+
+    def check_none(self, outcome):
+        got = self.run_none(self.blkd, outcome)
+        if self.have_qsd():
+            self.assertEqual(got, self.run_none(self.qsd, outcome))
+
+    def test_none_copies_old_data_of_written_clusters_until_cancelled(self):
+        self.check_none('cancel')
+
+    def test_none_source_read_error_fails_the_write(self):
+        self.check_none('source_error')
+
+    def test_none_target_write_error_fails_the_write(self):
+        self.check_none('target_error')
 
 
 def _cell_test(row, outcome):
