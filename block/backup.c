@@ -8,8 +8,10 @@
  *
  * run() (the job's thread) seeds the copy bitmap by sync mode, then keeps
  * up to BACKUP_WORKERS chunk copies in flight on a thread pool, each
- * counted at the drain gate, and between chunks honours the speed limit,
- * pauses, cancels and the error policies. Guest writes meanwhile copy
+ * counted at the drain gate from before it is claimed, and between chunks
+ * honours the speed limit (a chunk counts when it is claimed, so the
+ * first goes at once and the next waits its turn, as in QEMU), pauses,
+ * cancels and the error policies. Guest writes meanwhile copy
  * their clusters first (the filter), so the target is the disk as it was
  * at the start.
  *
@@ -40,33 +42,27 @@ typedef struct BackupJob {
     GMutex lock;
     GCond cond;
     int in_flight;
-    int64_t copied;             /* by the workers, not yet counted against the speed */
     int error;                  /* first failure not yet handled (-errno) */
     bool error_is_read;
-    bool nothing_left;          /* a worker found nothing more to copy */
 } BackupJob;
 
 /* ---- run(): the job's thread -------------------------------------------- */
 
+/* A claimed chunk, in a pool thread; copy_all() entered the gate for it. */
 static void copy_one(gpointer data, gpointer opaque)
 {
     BackupJob *s = opaque;
-    int64_t copied = 0;
     bool is_read = false;
     int ret;
 
-    blk_io_begin(s->common.blk);
-    ret = block_copy_next(s->bcs, BLOCK_COPY_MAX_CHUNK, &copied, &is_read);
+    ret = block_copy_run(s->bcs, data, &is_read);
     blk_io_end(s->common.blk);
     g_mutex_lock(&s->lock);
     s->in_flight--;
-    if (ret == -ENOENT) {
-        s->nothing_left = true;
-    } else if (ret < 0 && !s->error) {
+    if (ret < 0 && !s->error) {
         s->error = ret;
         s->error_is_read = is_read;
     }
-    s->copied += copied;
     g_cond_broadcast(&s->cond);
     g_mutex_unlock(&s->lock);
 }
@@ -114,23 +110,17 @@ static int copy_all(BackupJob *s)
     int ret = 0;
 
     for (;;) {
-        int64_t copied;
+        BlockCopyTask *task;
         int error;
-        bool error_is_read, nothing_left;
+        bool error_is_read;
 
         wait_in_flight_below(s, BACKUP_WORKERS - 1);
         g_mutex_lock(&s->lock);
-        copied = s->copied;
-        s->copied = 0;
         error = s->error;
         error_is_read = s->error_is_read;
         s->error = 0;
-        nothing_left = s->nothing_left;
         g_mutex_unlock(&s->lock);
 
-        if (copied) {
-            block_job_ratelimit_processed_bytes(&s->common, copied);
-        }
         if (error) {
             BlockErrorAction action;
 
@@ -155,23 +145,27 @@ static int copy_all(BackupJob *s)
         if (ret < 0) {
             break;
         }
-        if (nothing_left) {
+        block_job_ratelimit_sleep(&s->common);
+        if (job_is_cancelled(job)) {
+            continue;
+        }
+        blk_io_begin(s->common.blk);
+        task = block_copy_claim(s->bcs, BLOCK_COPY_MAX_CHUNK);
+        if (!task) {
+            blk_io_end(s->common.blk);
             /* Copies still in flight may fail and leave work behind. */
             wait_in_flight_below(s, 0);
-            g_mutex_lock(&s->lock);
-            s->nothing_left = false;
-            g_mutex_unlock(&s->lock);
             if (!bdrv_get_dirty_count(block_copy_dirty_bitmap(s->bcs)) && !s->error) {
                 ret = 0;
                 break;
             }
             continue;
         }
-        block_job_ratelimit_sleep(&s->common);
+        block_job_ratelimit_processed_bytes(&s->common, block_copy_task_bytes(task));
         g_mutex_lock(&s->lock);
         s->in_flight++;
         g_mutex_unlock(&s->lock);
-        g_thread_pool_push(pool, GINT_TO_POINTER(1), NULL);
+        g_thread_pool_push(pool, task, NULL);
     }
     wait_in_flight_below(s, 0);
     g_thread_pool_free(pool, FALSE, TRUE);

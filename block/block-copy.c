@@ -12,9 +12,9 @@
 #include "block/block-copy.h"
 #include "block/block_int.h"
 
-typedef struct CopyTask {
+struct BlockCopyTask {
     int64_t start, end;
-} CopyTask;
+};
 
 struct BlockCopyState {
     BdrvChild *source, *target;
@@ -24,7 +24,7 @@ struct BlockCopyState {
     bool skip_unallocated;
     GMutex lock;
     GCond cond;             /* a copy in flight finished */
-    GList *tasks;           /* CopyTask *, in flight */
+    GList *tasks;           /* BlockCopyTask *, in flight */
     void (*progress)(void *opaque, int64_t bytes);
     void *progress_opaque;
 };
@@ -89,12 +89,12 @@ void block_copy_set_skip_unallocated(BlockCopyState *s, bool skip)
     s->skip_unallocated = skip;
 }
 
-static CopyTask *overlapping_task(BlockCopyState *s, int64_t start, int64_t end)
+static BlockCopyTask *overlapping_task(BlockCopyState *s, int64_t start, int64_t end)
 {
     GList *l;
 
     for (l = s->tasks; l; l = l->next) {
-        CopyTask *t = l->data;
+        BlockCopyTask *t = l->data;
 
         if (t->start < end && start < t->end) {
             return t;
@@ -108,7 +108,7 @@ static CopyTask *overlapping_task(BlockCopyState *s, int64_t start, int64_t end)
  * at most max_len bytes. Returns false if none is dirty.
  */
 static bool claim(BlockCopyState *s, int64_t start, int64_t end, int64_t max_len,
-                  CopyTask *task)
+                  BlockCopyTask *task)
 {
     int64_t first = bdrv_dirty_bitmap_next_dirty(s->copy_bitmap, start, end - start);
     int64_t last;
@@ -129,7 +129,7 @@ static bool claim(BlockCopyState *s, int64_t start, int64_t end, int64_t max_len
     return true;
 }
 
-static void release(BlockCopyState *s, CopyTask *task, bool failed)
+static void release(BlockCopyState *s, BlockCopyTask *task, bool failed)
 {
     g_mutex_lock(&s->lock);
     s->tasks = g_list_remove(s->tasks, task);
@@ -205,7 +205,7 @@ int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
     int ret = 0;
 
     while (ret == 0) {
-        CopyTask task;
+        BlockCopyTask task;
 
         g_mutex_lock(&s->lock);
         /* A copy of these clusters under way: wait, it may be all we need. */
@@ -223,22 +223,32 @@ int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
     return ret;
 }
 
-int block_copy_next(BlockCopyState *s, int64_t max_chunk, int64_t *copied,
-                    bool *error_is_read)
+BlockCopyTask *block_copy_claim(BlockCopyState *s, int64_t max_chunk)
 {
-    CopyTask task;
+    BlockCopyTask *task = g_new(BlockCopyTask, 1);
     bool claimed;
-    int ret;
 
     /* Clusters in flight are clean already, so a claimed run never overlaps one. */
     g_mutex_lock(&s->lock);
-    claimed = claim(s, 0, s->len, MAX(max_chunk, s->cluster_size), &task);
+    claimed = claim(s, 0, s->len, MAX(max_chunk, s->cluster_size), task);
     g_mutex_unlock(&s->lock);
     if (!claimed) {
-        return -ENOENT;
+        g_free(task);
+        return NULL;
     }
-    ret = copy_range(s, task.start, task.end, error_is_read);
-    release(s, &task, ret < 0);
-    *copied = ret < 0 ? 0 : task.end - task.start;
+    return task;
+}
+
+int64_t block_copy_task_bytes(const BlockCopyTask *task)
+{
+    return task->end - task->start;
+}
+
+int block_copy_run(BlockCopyState *s, BlockCopyTask *task, bool *error_is_read)
+{
+    int ret = copy_range(s, task->start, task->end, error_is_read);
+
+    release(s, task, ret < 0);
+    g_free(task);
     return ret;
 }

@@ -55,11 +55,17 @@ void block_copy_set_skip_unallocated(BlockCopyState *s, bool skip);
 int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
                bool *error_is_read);
 /*
- * Background copy: claims the next dirty chunk (up to max_chunk bytes of
- * contiguous dirty clusters) and copies it. Returns 0 with *copied set,
- * -ENOENT when nothing dirty is left, or -errno (*error_is_read).
+ * Background copy, in two steps so that a job can count a chunk against
+ * its speed before copying it, as QEMU's rate limit counts a chunk when it
+ * starts. block_copy_claim() takes the next dirty chunk (up to max_chunk
+ * bytes of contiguous dirty clusters; NULL when nothing dirty is left).
+ * block_copy_run() copies it, in any thread, and frees it: 0, or -errno
+ * (*error_is_read) with the chunk dirty again.
  */
-int block_copy_next(BlockCopyState *s, int64_t max_chunk, int64_t *copied,
-                    bool *error_is_read);
+typedef struct BlockCopyTask BlockCopyTask;
+
+BlockCopyTask *block_copy_claim(BlockCopyState *s, int64_t max_chunk);
+int64_t block_copy_task_bytes(const BlockCopyTask *task);
+int block_copy_run(BlockCopyState *s, BlockCopyTask *task, bool *error_is_read);
 
 #endif

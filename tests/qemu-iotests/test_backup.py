@@ -67,8 +67,9 @@ class BackupTestCase(iotests.DaemonTestCase):
         d = iotests.Daemon(self, name=os.path.basename(binary))
         src = d.path('src.img')
         iotests.run('qemu-img', 'create', '-f', 'raw', src, str(size), check=True)
-        writes = [arg for cmd in data for arg in ('-c', cmd)]
-        iotests.run('qemu-io', '-f', 'raw', *writes, src, check=True)
+        if data:
+            writes = [arg for cmd in data for arg in ('-c', cmd)]
+            iotests.run('qemu-io', '-f', 'raw', *writes, src, check=True)
         args = ['--blockdev', 'driver=file,node-name=srcf,filename=' + src]
         if src_node:
             args += ['--blockdev', 'driver=raw,node-name=src,file=srcf']
@@ -268,6 +269,28 @@ class BackupChainTest(BackupTestCase):
         self.assertEqual(results[1], 2 * 65536)
         if self.have_qsd():
             self.assertEqual(results, self.run_chain(self.qsd))
+
+
+class SpeedTest(BackupTestCase):
+
+    def first_chunks(self, binary):
+        """Progress of a backup at 256 KiB/s, half a second after its
+        first copy, and at its cancel."""
+        d, qmp = self.start(binary)
+        qmp.command('blockdev-backup', job_id='j', device='src', target='tgt0',
+                    sync='full', speed=256 << 10)
+        self.wait_progress(qmp, 'j')
+        time.sleep(0.5)
+        progress = self.job(qmp, 'j')['current-progress']
+        qmp.command('job-cancel', id='j')
+        return progress, self.wait_job(qmp, 'j')['data']['offset']
+
+    def test_speed_limits_from_the_first_chunk(self):
+        # One chunk of 1 MiB goes at once; the next waits 4 s for its turn.
+        got = self.first_chunks(self.blkd)
+        self.assertEqual(got, (1 << 20, 1 << 20))
+        if self.have_qsd():
+            self.assertEqual(got, self.first_chunks(self.qsd))
 
 
 class BitmapModeTest(BackupTestCase):

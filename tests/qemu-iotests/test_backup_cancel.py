@@ -15,9 +15,10 @@ from test_backup import BackupTestCase, CLUSTER, SIZE, clusters, count, qemu_io
 
 SPEED = 1 << 20
 
-# Dirtied before the job (16 MiB: blkd's first burst of copies is 8 MiB,
-# QEMU's 1 MiB; the cancel comes long before the end), and written during it
-# (disjoint from the dirty area, so no copy-before-write is involved).
+# Dirtied before the job (16 MiB: the first chunk, 1 MiB, goes at once,
+# then one a second; the cancel comes long before the end), and written
+# during it (disjoint from the dirty area, so no copy-before-write is
+# involved).
 BEFORE = ['write -P 0x31 0 16M']
 DURING = ['write -P 0x61 40M 64k', 'write -P 0x62 50M 4k',
           'write -P 0x63 %d 100' % ((52 << 20) - 50)]

@@ -2,10 +2,10 @@
 """The backup job's sync mode x bitmap mode x outcome matrix, vs qsd.
 
 Each cell runs the same steps on blkd and on qemu-storage-daemon: a
-throttled blockdev-backup of a 16 MiB source, writes through qemu-io over
+throttled blockdev-backup of a 4 MiB source, writes through qemu-io over
 the source's NBD export while it runs, then the outcome: the job runs to
 its end, fails on a read error of the source or a write error of the
-target (blkdebug, at one sector past either daemon's first copies), is
+target (blkdebug, at one sector past the first chunk copied), is
 cancelled while running, or is cancelled while pending (auto-finalize
 off). Then:
 
@@ -31,19 +31,18 @@ from test_backup import CLUSTER, clusters, qemu_io
 from test_backup_policies import EIO, PolicyTestCase
 
 MiB = 1 << 20
-SIZE = 16 * MiB
-SPEED = MiB
-DATA = ['write -P 0x11 0 16M']
-# The bitmap's clusters before the job: more than blkd's first burst of
-# copies (8 chunks of 1 MiB, QEMU's is one), so the throttled job is still
-# running when the writes come.
-BEFORE = ['write -P 0x31 0 12M']
-# Where blkdebug fails: data, past the first burst, written by no one.
-ERROR_AT = 11 * MiB
-DURING = ['write -P 0x61 64k 64k',                   # copied already
-          'write -P 0x62 9M 4k',                     # ahead: copied first
-          'write -P 0x63 %d 8k' % (10 * MiB - 4096),  # two clusters ahead
-          'write -z 13M 64k',                        # outside the bitmap
+SIZE = 4 * MiB
+# The first chunk (1 MiB) goes at once, the next one 4 s later.
+SPEED = 256 << 10
+# The bitmap's clusters before the job, three chunks: the only data
+# (the rest of the source is a hole).
+BEFORE = ['write -P 0x31 0 3M']
+# Where blkdebug fails: data, past the first chunk, written by no one.
+ERROR_AT = 2 * MiB + 512 * 1024
+DURING = ['write -P 0x61 64k 64k',                  # copied already
+          'write -P 0x62 1536k 4k',                 # ahead: copied first
+          'write -P 0x63 %d 8k' % (2 * MiB - 4096),  # two clusters ahead
+          'write -z 3328k 64k',                     # outside the bitmap
           'write -P 0x64 %d 4k' % (SIZE - 4096)]
 assert ERROR_AT // CLUSTER in clusters(BEFORE) - clusters(DURING)
 
@@ -134,12 +133,12 @@ class MatrixTestCase(PolicyTestCase):
         (the backup a bitmap's backup goes onto). Its content before the
         job is kept as d.initial."""
         d, qmp = self.start_policy(binary, src_inject, targets=0, size=SIZE,
-                                   data=DATA)
+                                   data=())
         if previous:
             shutil.copyfile(d.src, d.tgt)
         else:
-            iotests.run('qemu-img', 'create', '-f', 'raw', d.tgt, str(SIZE),
-                        check=True)
+            with open(d.tgt, 'wb') as f:
+                f.truncate(SIZE)
         d.initial = d.path('initial.img')
         shutil.copyfile(d.tgt, d.initial)
         self.add_target(d, qmp, 'tgt', tgt_inject)
@@ -225,7 +224,7 @@ class BackupMatrixTest(MatrixTestCase):
 
 # Written during a sync=none job; in the error cases one more write goes
 # to ERROR_AT, where the copy of the old data fails.
-NONE_WRITES = ['write -P 0x71 64k 4k', 'write -P 0x72 5M 128k', 'write -z 9M 64k',
+NONE_WRITES = ['write -P 0x71 64k 4k', 'write -P 0x72 1M 128k', 'write -z 2M 64k',
                'write -P 0x73 %d 4k' % (SIZE - 4096)]
 assert ERROR_AT // CLUSTER not in clusters(NONE_WRITES)
 
@@ -243,6 +242,7 @@ class FleecingTest(MatrixTestCase):
             binary,
             src_inject=error_at('read_aio') if outcome == 'source_error' else None,
             tgt_inject=error_at('write_aio') if outcome == 'target_error' else None)
+        qemu_io(d.nbd, *BEFORE)
         at_start = self.snapshot(d, 'at_start.img')
         qmp.command('blockdev-backup', job_id='j', device='src', target='tgt',
                     sync='none', auto_finalize=False)

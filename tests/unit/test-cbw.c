@@ -144,10 +144,11 @@ static void test_point_in_time_under_concurrent_writes(void)
     Writer w[4];
     GThread *t[4];
     BlockCopyState *bcs;
+    BlockCopyTask *task;
     BlockDriverState *filter;
-    int64_t copied, total = 0;
+    int64_t total = 0;
     bool is_read;
-    int i, ret;
+    int i;
 
     setup(&st, NULL, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED |
           BLK_PERM_WRITE, true);
@@ -158,11 +159,11 @@ static void test_point_in_time_under_concurrent_writes(void)
         t[i] = g_thread_new("writer", write_loop, &w[i]);
     }
     /* The background copy, 1 MiB at a time, while the guest writes. */
-    while ((ret = block_copy_next(bcs, BLOCK_COPY_MAX_CHUNK, &copied, &is_read)) == 0) {
-        total += copied;
+    while ((task = block_copy_claim(bcs, BLOCK_COPY_MAX_CHUNK))) {
+        total += block_copy_task_bytes(task);
+        g_assert_cmpint(block_copy_run(bcs, task, &is_read), ==, 0);
         g_usleep(2000);
     }
-    g_assert_cmpint(ret, ==, -ENOENT);
     g_atomic_int_set(&stop, 1);
     for (i = 0; i < 4; i++) {
         g_thread_join(t[i]);
