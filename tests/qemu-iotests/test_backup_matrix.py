@@ -22,23 +22,14 @@ are listed in COVERED.
 """
 import contextlib
 import os
-import shutil
 import unittest
 
 import iotests
 import nbdhelpers
 from test_backup import CLUSTER, clusters, qemu_io
-from test_backup_policies import EIO, PolicyTestCase
+from test_backup_policies import (BEFORE, ERROR_AT, MiB, SMALL as SIZE, SPEED,
+                                  PolicyTestCase, error_at)
 
-MiB = 1 << 20
-SIZE = 4 * MiB
-# The first chunk (1 MiB) goes at once, the next one 4 s later.
-SPEED = 256 << 10
-# The bitmap's clusters before the job, three chunks: the only data
-# (the rest of the source is a hole).
-BEFORE = ['write -P 0x31 0 3M']
-# Where blkdebug fails: data, past the first chunk, written by no one.
-ERROR_AT = 2 * MiB + 512 * 1024
 DURING = ['write -P 0x61 64k 64k',                  # copied already
           'write -P 0x62 1536k 4k',                 # ahead: copied first
           'write -P 0x63 %d 8k' % (2 * MiB - 4096),  # two clusters ahead
@@ -121,34 +112,7 @@ def read_cluster(path, i):
         return f.read(CLUSTER)
 
 
-def error_at(event):
-    return [{'event': event, 'errno': EIO, 'sector': ERROR_AT // 512}]
-
-
 class MatrixTestCase(PolicyTestCase):
-
-    def start_cell(self, binary, src_inject=None, tgt_inject=None, previous=False):
-        """A daemon with the matrix's source and a target node 'tgt': an
-        empty image, or with @previous a copy of the source as it is now
-        (the backup a bitmap's backup goes onto). Its content before the
-        job is kept as d.initial."""
-        d, qmp = self.start_policy(binary, src_inject, targets=0, size=SIZE,
-                                   data=())
-        if previous:
-            shutil.copyfile(d.src, d.tgt)
-        else:
-            with open(d.tgt, 'wb') as f:
-                f.truncate(SIZE)
-        d.initial = d.path('initial.img')
-        shutil.copyfile(d.tgt, d.initial)
-        self.add_target(d, qmp, 'tgt', tgt_inject)
-        return d, qmp
-
-    def end_event(self, d, job_id='j'):
-        (end,) = [e['data'] for e in d.log
-                  if e['event'] in ('BLOCK_JOB_COMPLETED', 'BLOCK_JOB_CANCELLED')
-                  and e['data']['device'] == job_id]
-        return end
 
     def assertClustersFrom(self, image, *sources):
         """Each cluster of @image is the same cluster of one of @sources."""
@@ -165,7 +129,7 @@ class BackupMatrixTest(MatrixTestCase):
     def run_cell(self, binary, args, mode, outcome):
         """One cell on @binary: (events, len, offset of a complete job,
         bitmap count where it does not depend on timing)."""
-        d, qmp = self.start_cell(
+        d, qmp = self.start_small(
             binary,
             src_inject=error_at('read_aio') if outcome == 'source_error' else None,
             tgt_inject=error_at('write_aio') if outcome == 'target_error' else None,
@@ -238,7 +202,7 @@ class FleecingTest(MatrixTestCase):
 
     def run_none(self, binary, outcome):
         """(events, end event, progress after the writes, target map)."""
-        d, qmp = self.start_cell(
+        d, qmp = self.start_small(
             binary,
             src_inject=error_at('read_aio') if outcome == 'source_error' else None,
             tgt_inject=error_at('write_aio') if outcome == 'target_error' else None)
