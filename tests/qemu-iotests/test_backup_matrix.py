@@ -18,10 +18,14 @@ off). Then:
 
 blkd's sync=differential has no counterpart in QEMU: it must do what
 blkd's sync=bitmap with bitmap-mode=never does. Cells other files cover
-are listed in COVERED.
+are listed in COVERED. sync=none (FleecingTest) has its own outcomes: it
+copies only ahead of writes and ends only when cancelled. sync=top
+(TopOverlayTest) runs from a qcow2 overlay, where it differs from full.
 """
 import contextlib
+import json
 import os
+import shutil
 import unittest
 
 import iotests
@@ -94,9 +98,9 @@ COVERED = {
 }
 
 
-def expected_count(mode, outcome, length, offset):
-    """The model: the bitmap's count once the job has ended."""
-    before, during = clusters(BEFORE), clusters(DURING)
+def expected_count(mode, outcome, length, offset, before, during):
+    """The model: the bitmap's count once the job has ended, from the
+    clusters written @before and @during it."""
     if outcome == 'success' and mode != 'never':
         return len(during) * CLUSTER
     if mode == 'always':
@@ -104,6 +108,11 @@ def expected_count(mode, outcome, length, offset):
         # were copied before the write), and the writes.
         return length - offset + len(during) * CLUSTER
     return len(before | during) * CLUSTER
+
+
+def complete(outcome):
+    """Whether the job copied everything before it ended."""
+    return outcome in ('success', 'cancel_pending')
 
 
 def read_cluster(path, i):
@@ -122,6 +131,48 @@ class MatrixTestCase(PolicyTestCase):
                 got, *choices = [f.read(CLUSTER) for f in files]
                 self.assertTrue(got in choices, 'cluster %d of %s' % (i, image))
 
+    def drive(self, d, qmp, args, outcome, during, length):
+        """Starts the throttled job 'j' with @args from 'src' to 'tgt',
+        writes @during once it has copied its first chunk, and brings
+        about @outcome. Returns its events and its end event's data."""
+        job = dict(args, **{'job-id': 'j', 'device': 'src', 'target': 'tgt',
+                            'speed': SPEED})
+        if outcome == 'cancel_pending':
+            job['auto-finalize'] = False
+        qmp.command('blockdev-backup', job)
+        self.wait_progress(qmp, 'j')
+        qemu_io(d.nbd, *during)
+        j = self.job(qmp, 'j')
+        self.assertEqual(j['status'], 'running')
+        self.assertLess(j['current-progress'], j['total-progress'])
+        if outcome == 'cancel_running':
+            qmp.command('job-cancel', id='j')
+        else:
+            qmp.command('block-job-set-speed', device='j', speed=0)
+        if outcome == 'cancel_pending':
+            self.until_status(d, qmp, 'pending')
+            qmp.command('job-cancel', id='j')
+        self.until_status(d, qmp, 'null')
+        events = self.policy_events(d)
+        self.assertEqual(events, OUTCOMES[outcome])
+        end = self.end_event(d)
+        self.assertEqual(end['len'], length)
+        if complete(outcome):
+            self.assertEqual(end['offset'], length)
+        else:
+            self.assertLess(end['offset'], length)
+        return events, end
+
+    def check_bitmap(self, qmp, mode, outcome, end, before, during):
+        """The count of 'b0' against the model; None where it depends on
+        how far the copy got."""
+        count = self.bitmap_count(qmp, 'b0')
+        self.assertEqual(count, expected_count(mode, outcome, end['len'],
+                                               end['offset'], before, during))
+        if mode == 'always' and not complete(outcome):
+            return None
+        return count
+
 
 class BackupMatrixTest(MatrixTestCase):
     """test_<row>_<outcome> for every cell of ROWS x OUTCOMES not in COVERED."""
@@ -138,44 +189,17 @@ class BackupMatrixTest(MatrixTestCase):
             qmp.command('block-dirty-bitmap-add', node='src', name='b0')
         qemu_io(d.nbd, *BEFORE)
         at_start = self.snapshot(d, 'at_start.img')
-        job = dict(args, **{'job-id': 'j', 'device': 'src', 'target': 'tgt',
-                            'speed': SPEED})
-        if outcome == 'cancel_pending':
-            job['auto-finalize'] = False
-        qmp.command('blockdev-backup', job)
-        self.wait_progress(qmp, 'j')
-        qemu_io(d.nbd, *DURING)
-        j = self.job(qmp, 'j')
-        self.assertEqual(j['status'], 'running')
-        self.assertLess(j['current-progress'], j['total-progress'])
-        if outcome == 'cancel_running':
-            qmp.command('job-cancel', id='j')
-        else:
-            qmp.command('block-job-set-speed', device='j', speed=0)
-        if outcome == 'cancel_pending':
-            self.until_status(d, qmp, 'pending')
-            qmp.command('job-cancel', id='j')
-        self.until_status(d, qmp, 'null')
-
-        events = self.policy_events(d)
-        self.assertEqual(events, OUTCOMES[outcome])
-        end = self.end_event(d)
         length = SIZE if args['sync'] == 'full' else len(clusters(BEFORE)) * CLUSTER
-        self.assertEqual(end['len'], length)
-        complete = outcome in ('success', 'cancel_pending')
-        if complete:
-            self.assertEqual(end['offset'], length)
+        events, end = self.drive(d, qmp, args, outcome, DURING, length)
+        if complete(outcome):
             self.assertSameImage(at_start, d.tgt)
         else:
-            self.assertLess(end['offset'], length)
             self.assertClustersFrom(d.tgt, at_start, d.initial)
         count = None
         if mode:
-            count = self.bitmap_count(qmp, 'b0')
-            self.assertEqual(count, expected_count(mode, outcome, length, end['offset']))
-            if mode == 'always' and not complete:
-                count = None        # how far the copy got is timing
-        return events, length, end['offset'] if complete else None, count
+            count = self.check_bitmap(qmp, mode, outcome, end, clusters(BEFORE),
+                                      clusters(DURING))
+        return events, length, end['offset'] if complete(outcome) else None, count
 
     def check_cell(self, row, outcome):
         args, mode = ROWS[row]
@@ -256,6 +280,143 @@ class FleecingTest(MatrixTestCase):
 
     def test_none_target_write_error_fails_the_write(self):
         self.check_none('target_error')
+
+
+# sync=top: the source 'src' is a qcow2 overlay over a raw base, both open
+# in the daemon; the target a qcow2 image backed by the same base (node).
+# The top layer, written before the daemon starts: data, zeroes over the
+# base's data, data; the rest shows the base (0x11).
+TOP_LAYER = ['write -P 0x21 0 1M', 'write -z 1M 128k', 'write -P 0x22 1536k 1M']
+# Written once the bitmap exists, before the job: allocated too.
+TOP_BEFORE = ['write -P 0x31 3M 256k']
+TOP_ALLOCATED = clusters(TOP_LAYER + ['write 1M 128k']) | clusters(TOP_BEFORE)
+# Allocated data past the first chunk.
+TOP_ERROR_AT = 2 * MiB
+# Ahead in the top layer (copied first) and in unallocated clusters (not
+# copied: the target shows the base there, as the source did).
+TOP_DURING = ['write -P 0x61 64k 64k', 'write -P 0x62 1600k 4k', 'write -z 2304k 64k',
+              'write -P 0x63 2752k 64k', 'write -P 0x64 %d 4k' % (SIZE - 4096)]
+assert TOP_ERROR_AT // CLUSTER in TOP_ALLOCATED - clusters(TOP_DURING)
+TOP_ROWS = {
+    'top': ({'sync': 'top'}, None),
+    'top_on_success': ({'sync': 'top', 'bitmap': 'b0',
+                        'bitmap-mode': 'on-success'}, 'on-success'),
+    'top_always': ({'sync': 'top', 'bitmap': 'b0', 'bitmap-mode': 'always'}, 'always'),
+}
+
+
+def depth0_clusters(map_json):
+    """The clusters `qemu-img map` says the image's own layer allocates."""
+    out = set()
+    for e in json.loads(map_json):
+        if e['depth'] == 0 and (e['data'] or e['zero']):
+            out |= set(range(e['start'] // CLUSTER,
+                             (e['start'] + e['length'] - 1) // CLUSTER + 1))
+    return out
+
+
+class TopOverlayTest(MatrixTestCase):
+    """sync=top copies only what the source's top layer allocates; the
+    target, read through its backing (the source's base), is the source
+    at the job's start. Each bitmap mode top takes, and each outcome but
+    a target error: where qcow2 puts the target's clusters is its choice,
+    so blkdebug cannot aim past the first chunk there."""
+
+    def start_overlay(self, binary, src_error):
+        d = iotests.Daemon(self, name=os.path.basename(binary))
+        base, top, tgt = d.path('base.img'), d.path('top.qcow2'), d.path('tgt.qcow2')
+        iotests.run('qemu-img', 'create', '-f', 'raw', base, str(SIZE), check=True)
+        iotests.run('qemu-io', '-f', 'raw', '-c', 'write -P 0x11 0 %d' % SIZE, base,
+                    check=True)
+        for path in (top, tgt):
+            iotests.run('qemu-img', 'create', '-f', 'qcow2', '-o', 'cluster_size=64k',
+                        '-b', base, '-F', 'raw', path, str(SIZE), check=True)
+        iotests.run('qemu-io', '-f', 'qcow2',
+                    *[a for c in TOP_LAYER for a in ('-c', c)], top, check=True)
+        files = {'src': {'driver': 'file', 'filename': top},
+                 'tgt': {'driver': 'file', 'filename': tgt}}
+        if src_error:
+            # blkdebug under qcow2 sees host offsets: where the data is.
+            (e,) = [e for e in json.loads(iotests.run(
+                'qemu-img', 'map', '--output=json', top, check=True).stdout)
+                if e['start'] <= TOP_ERROR_AT < e['start'] + e['length']]
+            files['src'] = {'driver': 'blkdebug', 'image': files['src'],
+                            'inject-error': error_at(
+                                'read_aio', offset=e['offset'] + TOP_ERROR_AT - e['start'])}
+        d.nbd = d.path('nbd.sock')
+        d.start(binary, '--blockdev',
+                'driver=file,node-name=basef,filename=%s,read-only=on' % base,
+                '--blockdev', 'driver=raw,node-name=base,file=basef,read-only=on',
+                '--nbd-server', 'addr.type=unix,addr.path=' + d.nbd)
+        qmp = d.qmp(negotiate=True)
+        for name in ('src', 'tgt'):
+            qmp.command('blockdev-add', driver='qcow2', node_name=name,
+                        file=files[name], backing='base')
+        qmp.command('block-export-add', type='nbd', id='e0', node_name='src',
+                    name='src', writable=True)
+        d.base, d.tgt, d.log, d.pending = base, tgt, [], []
+        return d, qmp
+
+    def run_top(self, binary, args, mode, outcome):
+        """(events, len, offset of a complete job, bitmap count where it
+        does not depend on timing, what the target's layer allocates)."""
+        d, qmp = self.start_overlay(binary, outcome == 'source_error')
+        if mode:
+            qmp.command('block-dirty-bitmap-add', node='src', name='b0')
+        qemu_io(d.nbd, *TOP_BEFORE)
+        # The source as its guest sees it, built apart: reading it through
+        # the export would meet the injected error.
+        at_start = d.path('at_start.img')
+        shutil.copyfile(d.base, at_start)
+        iotests.run('qemu-io', '-f', 'raw', *[a for c in TOP_LAYER + TOP_BEFORE
+                                             for a in ('-c', c)], at_start, check=True)
+        length = len(TOP_ALLOCATED) * CLUSTER
+        events, end = self.drive(d, qmp, args, outcome, TOP_DURING, length)
+        count = None
+        if mode:
+            count = self.check_bitmap(qmp, mode, outcome, end, clusters(TOP_BEFORE),
+                                      clusters(TOP_DURING))
+        qmp.command('blockdev-del', node_name='tgt')
+        res = iotests.run('qemu-img', 'check', '-f', 'qcow2', d.tgt)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        allocated = depth0_clusters(iotests.run(
+            'qemu-img', 'map', '--output=json', d.tgt, check=True).stdout)
+        if complete(outcome):
+            self.assertEqual(allocated, TOP_ALLOCATED)
+            res = iotests.run('qemu-img', 'compare', '-f', 'qcow2', '-F', 'raw',
+                              d.tgt, at_start)
+            self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        else:
+            self.assertLessEqual(allocated, TOP_ALLOCATED)
+            restored = d.path('restored.img')
+            iotests.run('qemu-img', 'convert', '-f', 'qcow2', '-O', 'raw', d.tgt,
+                        restored, check=True)
+            self.assertClustersFrom(restored, at_start, d.base)
+        return (events, length, end['offset'] if complete(outcome) else None, count,
+                sorted(allocated) if complete(outcome) else None)
+
+    def check_top(self, row, outcome):
+        got = self.run_top(self.blkd, *TOP_ROWS[row], outcome)
+        if self.have_qsd():
+            self.assertEqual(got, self.run_top(self.qsd, *TOP_ROWS[row], outcome))
+
+    def test_top_success(self):
+        self.check_top('top', 'success')
+
+    def test_top_always_success(self):
+        self.check_top('top_always', 'success')
+
+    def test_top_always_source_error(self):
+        self.check_top('top_always', 'source_error')
+
+    def test_top_on_success_source_error(self):
+        self.check_top('top_on_success', 'source_error')
+
+    def test_top_cancel_running(self):
+        self.check_top('top', 'cancel_running')
+
+    def test_top_on_success_cancel_pending(self):
+        self.check_top('top_on_success', 'cancel_pending')
 
 
 def _cell_test(row, outcome):

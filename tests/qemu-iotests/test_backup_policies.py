@@ -10,7 +10,6 @@ image must also equal a copy of the source taken when the job started.
 The newer cases run on small disks (start_small()): 4 MiB, of which the
 first three chunks of 1 MiB hold data, the error injected in the third.
 """
-import os
 import shutil
 import time
 import unittest
@@ -30,9 +29,9 @@ ERROR_AT = 2 * MiB + 512 * 1024
 SPEED = 256 << 10
 
 
-def error_at(event, errno=EIO, once=False):
-    """blkdebug rules failing @event at ERROR_AT."""
-    return [{'event': event, 'errno': errno, 'sector': ERROR_AT // 512,
+def error_at(event, errno=EIO, once=False, offset=ERROR_AT):
+    """blkdebug rules failing @event at @offset."""
+    return [{'event': event, 'errno': errno, 'sector': offset // 512,
              'once': once}]
 
 
