@@ -297,7 +297,6 @@ class BitmapModeTest(BackupTestCase):
 
     def outcome(self, binary, mode, fail):
         """Count of the bitmap after a full backup that succeeds or fails."""
-        extra = ()
         d, qmp = self.start(binary)
         qmp.command('block-dirty-bitmap-add', node='src', name='b')
         qemu_io(d.nbd, 'write -P 0x77 5M 64k')
