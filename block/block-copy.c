@@ -25,6 +25,7 @@ struct BlockCopyState {
     GMutex lock;
     GCond cond;             /* a copy in flight finished */
     GList *tasks;           /* BlockCopyTask *, in flight */
+    int64_t next;           /* where the next background claim looks first */
     void (*progress)(void *opaque, int64_t bytes);
     void *progress_opaque;
 };
@@ -228,9 +229,19 @@ BlockCopyTask *block_copy_claim(BlockCopyState *s, int64_t max_chunk)
     BlockCopyTask *task = g_new(BlockCopyTask, 1);
     bool claimed;
 
-    /* Clusters in flight are clean already, so a claimed run never overlaps one. */
+    /*
+     * Clusters in flight are clean already, so a claimed run never overlaps
+     * one. On from the last claim, then from the start: a chunk that failed
+     * is tried again after the others, as QEMU's next pass over the bitmap
+     * does, rather than ahead of them each time.
+     */
     g_mutex_lock(&s->lock);
-    claimed = claim(s, 0, s->len, MAX(max_chunk, s->cluster_size), task);
+    max_chunk = MAX(max_chunk, s->cluster_size);
+    claimed = claim(s, s->next, s->len, max_chunk, task) ||
+              claim(s, 0, s->next, max_chunk, task);
+    if (claimed) {
+        s->next = task->end;
+    }
     g_mutex_unlock(&s->lock);
     if (!claimed) {
         g_free(task);

@@ -58,7 +58,9 @@ int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
  * Background copy, in two steps so that a job can count a chunk against
  * its speed before copying it, as QEMU's rate limit counts a chunk when it
  * starts. block_copy_claim() takes the next dirty chunk (up to max_chunk
- * bytes of contiguous dirty clusters; NULL when nothing dirty is left).
+ * bytes of contiguous dirty clusters; NULL when nothing dirty is left),
+ * looking on from the last one it took: a chunk that failed comes again
+ * after the others.
  * block_copy_run() copies it, in any thread, and frees it: 0, or -errno
  * (*error_is_read) with the chunk dirty again.
  */

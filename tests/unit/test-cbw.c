@@ -221,6 +221,39 @@ static void test_copy_error_breaks_guest_write(void)
     teardown(&st);
 }
 
+static void test_failed_chunk_retried_after_the_others(void)
+{
+    g_autofree char *tgt_path = block_test_file("tgt.img", SIZE);
+    g_autofree char *tgt_json = g_strdup_printf(
+        "{\"driver\": \"blkdebug\", \"node-name\": \"tgt\", \"inject-error\":"
+        " [{\"event\": \"write_aio\", \"errno\": 5, \"sector\": 0}], \"image\":"
+        " {\"driver\": \"file\", \"filename\": \"%s\"}}", tgt_path);
+    Setup st;
+    BlockCopyState *bcs;
+    BlockDriverState *filter;
+    g_autofree char *orig = g_malloc(SIZE);
+    bool is_read;
+    int i;
+
+    setup(&st, tgt_json, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, false);
+    fill(st.guest, 4, orig);
+    filter = bdrv_cbw_append(st.src, st.tgt, NULL, &bcs, &error_abort);
+    /* The first chunk fails for good, and is dirty again... */
+    g_assert_cmpint(block_copy_run(bcs, block_copy_claim(bcs, BLOCK_COPY_MAX_CHUNK),
+                                   &is_read), ==, -EIO);
+    g_assert_false(is_read);
+    /* ...but the next claims take the seven others first. */
+    for (i = 0; i < SIZE / BLOCK_COPY_MAX_CHUNK - 1; i++) {
+        g_assert_cmpint(block_copy_run(bcs, block_copy_claim(bcs, BLOCK_COPY_MAX_CHUNK),
+                                       &is_read), ==, 0);
+    }
+    g_assert_cmpint(count(st.src, 0), ==, BLOCK_COPY_MAX_CHUNK);
+    g_assert_cmpint(block_copy_run(bcs, block_copy_claim(bcs, BLOCK_COPY_MAX_CHUNK),
+                                   &is_read), ==, -EIO);
+    bdrv_cbw_drop(filter);
+    teardown(&st);
+}
+
 int main(int argc, char **argv)
 {
     block_test_init(&argc, &argv);
@@ -232,5 +265,7 @@ int main(int argc, char **argv)
                     test_source_cannot_be_written_or_resized_behind_it);
     g_test_add_func("/cbw/copy-error-breaks-guest-write",
                     test_copy_error_breaks_guest_write);
+    g_test_add_func("/cbw/failed-chunk-retried-after-the-others",
+                    test_failed_chunk_retried_after_the_others);
     return block_test_run();
 }
