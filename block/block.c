@@ -108,6 +108,12 @@ int64_t bdrv_get_cluster_size(BlockDriverState *bs)
     return bdi.cluster_size;
 }
 
+bool bdrv_supports_compressed_writes(BlockDriverState *bs)
+{
+    /* As QEMU's: only a driver with the entry; no blkd filter passes them on. */
+    return bs->drv->pwritev_compressed != NULL;
+}
+
 void *bdrv_blockalign(BlockDriverState *bs, size_t size)
 {
     size_t align = MAX(bs->bl.min_mem_alignment, sizeof(void *));

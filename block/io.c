@@ -225,6 +225,28 @@ static bool buffer_is_zero(const void *buf, int64_t bytes)
     return bytes == 0 || (p[0] == 0 && memcmp(p, p + 1, bytes - 1) == 0);
 }
 
+/*
+ * Compressed: the driver takes the request whole (it packs clusters, so
+ * neither splitting nor read-modify-write would make sense) or refuses it.
+ */
+static int compressed_write(BlockDriverState *bs, int64_t offset,
+                            int64_t bytes, const void *buf)
+{
+    BdrvTrackedRequest req;
+    int ret;
+
+    if (!bs->drv->pwritev_compressed) {
+        return -ENOTSUP;
+    }
+    if ((offset | bytes) & (bs->bl.request_alignment - 1)) {
+        return -EINVAL;
+    }
+    track_begin(bs, &req, offset, bytes);
+    ret = bs->drv->pwritev_compressed(bs, offset, bytes, buf);
+    track_end(bs, &req);
+    return ret;
+}
+
 int bdrv_pwrite(BdrvChild *child, int64_t offset, int64_t bytes,
                 const void *buf, BdrvRequestFlags flags)
 {
@@ -243,9 +265,12 @@ int bdrv_pwrite(BdrvChild *child, int64_t offset, int64_t bytes,
         if (bs->detect_zeroes == BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP) {
             flags |= BDRV_REQ_MAY_UNMAP;
         }
-        return bdrv_pwrite_zeroes(child, offset, bytes, flags);
+        return bdrv_pwrite_zeroes(child, offset, bytes,
+                                  flags & ~BDRV_REQ_WRITE_COMPRESSED);
     }
-    if (!((offset | bytes) & (align - 1))) {
+    if (flags & BDRV_REQ_WRITE_COMPRESSED) {
+        ret = compressed_write(bs, offset, bytes, buf);
+    } else if (!((offset | bytes) & (align - 1))) {
         BdrvTrackedRequest req;
 
         track_begin(bs, &req, offset, bytes);

@@ -30,6 +30,11 @@ typedef enum BdrvRequestFlags {
     BDRV_REQ_MAY_UNMAP = 1 << 1,    /* write-zeroes may deallocate */
     /* write-zeroes: fail with -ENOTSUP rather than write zero buffers */
     BDRV_REQ_NO_FALLBACK = 1 << 2,
+    /*
+     * write: store the data compressed (bdrv_supports_compressed_writes);
+     * qcow2 takes whole clusters only, the image's last one may be partial
+     */
+    BDRV_REQ_WRITE_COMPRESSED = 1 << 3,
 } BdrvRequestFlags;
 
 /* Block status: what reads of a range return, and where it comes from. */
@@ -86,6 +91,8 @@ BlockDriverState *bdrv_file_bs(const BlockDriverState *bs);
 int64_t bdrv_getlength(BlockDriverState *bs);
 /* Cluster size of a format node, 0 if it has none. */
 int64_t bdrv_get_cluster_size(BlockDriverState *bs);
+/* Whether writes with BDRV_REQ_WRITE_COMPRESSED can reach bs's driver. */
+bool bdrv_supports_compressed_writes(BlockDriverState *bs);
 /*
  * Every user of `from` (BlockBackends and parent nodes, but for `to` and
  * the nodes below it, which would make a loop) uses `to` instead: how a
@@ -123,7 +130,10 @@ void bdrv_drain_all_end(void);
 /*
  * The request path every read and write takes: bounds checked, aligned
  * for the driver (read-modify-write when needed), split by the driver's
- * transfer limit. Returns 0 or -errno.
+ * transfer limit. Returns 0 or -errno. A BDRV_REQ_WRITE_COMPRESSED write
+ * goes to the driver whole (-ENOTSUP if it cannot compress, -EINVAL if
+ * the driver's alignment is not met), unless detect-zeroes makes it a
+ * write-zeroes.
  */
 int bdrv_pread(BdrvChild *child, int64_t offset, int64_t bytes, void *buf,
                BdrvRequestFlags flags);

@@ -171,6 +171,14 @@ struct BlockDriver {
     /* flags: only BDRV_REQ_FUA; without native FUA support the core flushes. */
     int (*pwritev)(BlockDriverState *bs, int64_t offset, int64_t bytes,
                    const void *buf, BdrvRequestFlags flags);
+    /*
+     * A BDRV_REQ_WRITE_COMPRESSED write: the core checks only the bounds
+     * and the alignment, and neither splits nor bounces it; the driver
+     * refuses what it cannot take (-EINVAL). NULL: no compressed writes
+     * (the core returns -ENOTSUP; a backup refuses compress).
+     */
+    int (*pwritev_compressed)(BlockDriverState *bs, int64_t offset,
+                              int64_t bytes, const void *buf);
     /* -ENOTSUP: the core writes a zero buffer unless BDRV_REQ_NO_FALLBACK. */
     int (*pwrite_zeroes)(BlockDriverState *bs, int64_t offset, int64_t bytes,
                          BdrvRequestFlags flags);
