@@ -4,7 +4,8 @@
  * stored). Every change is written through: an L2 entry is only ever set
  * to clusters whose refcount is stable and whose data is written, and an
  * entry is cleared before the refcount of what it pointed at drops.
- * Everything here runs under s->lock, except qcow2_read_compressed().
+ * Everything here runs under s->lock, except qcow2_read_compressed() and
+ * qcow2_deflate_cluster().
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -279,6 +280,14 @@ void qcow2_compressed_range(BDRVQcow2State *s, uint64_t l2_entry,
     *len = sectors * 512;
 }
 
+uint64_t qcow2_compressed_entry(BDRVQcow2State *s, uint64_t host, uint64_t len)
+{
+    /* The sectors after the one holding the first byte, as the spec counts. */
+    uint64_t extra = (host + len - 1) / 512 - host / 512;
+
+    return QCOW_OFLAG_COMPRESSED | (extra << s->csize_shift) | host;
+}
+
 void qcow2_free_entry(BlockDriverState *bs, uint64_t l2_entry,
                       Qcow2FreeKind kind)
 {
@@ -445,5 +454,43 @@ int qcow2_read_compressed(BlockDriverState *bs, uint64_t l2_entry, void *buf)
     ret = (ret == Z_STREAM_END || ret == Z_BUF_ERROR) && z.avail_out == 0 ?
           0 : -EIO;
     inflateEnd(&z);
+    return ret;
+}
+
+void qcow2_deflater_free(gpointer z)
+{
+    deflateEnd(z);
+    g_free(z);
+}
+
+int64_t qcow2_deflate_cluster(BDRVQcow2State *s, const void *src, void *dst)
+{
+    /*
+     * Setting a stream up (270 KiB of tables) costs a third of deflating
+     * a cluster: the image keeps those it made until it closes.
+     */
+    z_stream *z = g_async_queue_try_pop(s->deflaters);
+    int ret;
+
+    if (z) {
+        deflateReset(z);
+    } else {
+        z = g_new0(z_stream, 1);
+        /* QEMU's stream: raw deflate, 4 KiB window, default level, memLevel 9. */
+        if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
+                         Z_DEFAULT_STRATEGY) != Z_OK) {
+            g_free(z);
+            return -EIO;
+        }
+    }
+    z->next_in = (Bytef *)src;
+    z->avail_in = s->cluster_size;
+    z->next_out = dst;
+    /* Worth it only if it saves at least a byte, as QEMU decides. */
+    z->avail_out = s->cluster_size - 1;
+    ret = deflate(z, Z_FINISH);
+    ret = ret == Z_STREAM_END ? (int)(s->cluster_size - 1 - z->avail_out) :
+          ret == Z_OK ? -ENOSPC : -EIO;
+    g_async_queue_push(s->deflaters, z);
     return ret;
 }

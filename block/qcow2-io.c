@@ -531,6 +531,105 @@ int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
     return 0;
 }
 
+/* ---- compressed write -------------------------------------------------- */
+
+/*
+ * One cluster, zero-padded if it is the image's partial last one: deflated
+ * and packed after the last compressed data, or written as it is when
+ * deflating does not make it smaller. As in QEMU, compressed data never
+ * replaces a host cluster (-EIO). Order: references (stable), data, then
+ * the L2 entry; the cluster is an in-flight allocation meanwhile.
+ */
+static int write_compressed_cluster(BlockDriverState *bs, uint64_t offset,
+                                    uint64_t bytes, const uint8_t *buf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cluster = offset >> s->cluster_bits;
+    g_autofree uint8_t *padded = NULL;
+    g_autofree uint8_t *out = g_malloc(s->cluster_size);
+    Qcow2InflightAlloc alloc = { .first = cluster, .nb = 1 };
+    uint64_t entry = 0, n, *l2;
+    int64_t len, host;
+    int ret;
+
+    if (bytes < s->cluster_size) {
+        padded = g_malloc0(s->cluster_size);
+        memcpy(padded, buf, bytes);
+        buf = padded;
+    }
+    len = qcow2_deflate_cluster(s, buf, out);
+    if (len == -ENOSPC) {
+        return qcow2_pwritev(bs, offset, bytes, buf, 0);
+    }
+    if (len < 0) {
+        return len;
+    }
+
+    g_mutex_lock(&s->lock);
+    wait_for_allocs(s, cluster, 1);
+    ret = s->broken ? -EIO : lookup(bs, offset, 1, &entry, &n);
+    if (ret == 0 && (entry & L2E_OFFSET_MASK)) {
+        ret = -EIO;
+    }
+    host = ret < 0 ? ret : qcow2_alloc_bytes(bs, len);
+    if (host < 0) {
+        g_mutex_unlock(&s->lock);
+        return host;
+    }
+    entry = qcow2_compressed_entry(s, host, len);
+    alloc.link.data = &alloc;
+    g_queue_push_tail_link(&s->inflight_allocs, &alloc.link);
+    g_mutex_unlock(&s->lock);
+
+    ret = bdrv_pwrite(bs->file, host, len, out, 0);
+
+    g_mutex_lock(&s->lock);
+    if (ret == 0) {
+        ret = qcow2_get_l2_for_write(bs, cluster >> s->l2_bits, &l2);
+    }
+    if (ret == 0) {
+        /* What it replaces (unallocated, plain zero) holds no host bytes. */
+        ret = qcow2_write_l2_entries(bs, cluster >> s->l2_bits, l2,
+                                     cluster & (s->l2_size - 1), 1, &entry);
+        qcow2_cache_put(s->l2_cache, l2);
+    }
+    if (ret < 0) {
+        qcow2_free_entry(bs, entry, QCOW2_FREE_OTHER);
+    }
+    g_queue_unlink(&s->inflight_allocs, &alloc.link);
+    g_cond_broadcast(&s->alloc_cond);
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
+int qcow2_pwritev_compressed(BlockDriverState *bs, int64_t offset,
+                             int64_t bytes, const void *buf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    const uint8_t *p = buf;
+    uint64_t size;
+    int ret = 0;
+
+    g_mutex_lock(&s->lock);
+    size = s->size;
+    g_mutex_unlock(&s->lock);
+    /* QEMU's rule: whole clusters, but for the image's last one. */
+    if (qcow2_offset_into_cluster(s, offset) ||
+        (qcow2_offset_into_cluster(s, bytes) && (uint64_t)(offset + bytes) != size)) {
+        return -EINVAL;
+    }
+    while (bytes > 0 && ret == 0) {
+        uint64_t n = MIN((uint64_t)bytes, s->cluster_size);
+
+        ret = write_compressed_cluster(bs, offset, n, p);
+        offset += n;
+        bytes -= n;
+        p += n;
+    }
+    maybe_process_frees(bs);
+    return ret;
+}
+
 /* ---- write-zeroes and discard ------------------------------------------ */
 
 /* Applies a zero or discard change to clusters, waiting for writers first. */

@@ -184,13 +184,13 @@ static uint64_t get_refcount(BlockDriverState *bs, uint64_t cluster, int *err)
 }
 
 /*
- * Adds addend (+1 or -1) to the refcounts of clusters [first, first + nb),
- * writing each block's changed bytes through. Raising needs the blocks to
- * exist (ensure_blocks). written: the clusters may hold data, so once free
- * they no longer count as fresh.
+ * Adds addend to the refcounts of clusters [first, first + nb), writing
+ * each block's changed bytes through. Raising needs the blocks to exist
+ * (ensure_blocks). written: the clusters may hold data, so once free they
+ * no longer count as fresh.
  */
 static int update_refcounts(BlockDriverState *bs, uint64_t first, uint64_t nb,
-                            int addend, bool written)
+                            int64_t addend, bool written)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t per_block = 1ull << s->rb_bits;
@@ -214,7 +214,8 @@ static int update_refcounts(BlockDriverState *bs, uint64_t first, uint64_t nb,
         for (i = i0; i < i0 + n; i++) {
             uint64_t v = rb_get(s, rb, i);
 
-            if ((addend < 0 && v == 0) || (addend > 0 && v == s->refcount_max)) {
+            if ((addend < 0 && v < (uint64_t)-addend) ||
+                (addend > 0 && (uint64_t)addend > s->refcount_max - v)) {
                 qcow2_cache_put(s->rb_cache, rb);
                 return qcow2_signal_corruption(bs, "Refcount of cluster %#"
                                                PRIx64 " out of range",
@@ -492,6 +493,16 @@ static int64_t find_free_run(BlockDriverState *bs, uint64_t nb)
     return start;
 }
 
+/* Gives back the clusters of the pool that were not handed out. */
+static int release_pool(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t start = s->pool_start, nb = s->pool_end - s->pool_start;
+
+    s->pool_start = s->pool_end = 0;
+    return nb ? update_refcounts(bs, start, nb, -1, false) : 0;
+}
+
 /*
  * Reserves the pool: a run of at least nb free clusters, more if more
  * follow (up to pool_grow, which doubles each time to a bound); refcounts
@@ -508,7 +519,7 @@ static int reserve_pool(BlockDriverState *bs, uint64_t nb)
     int ret;
 
     s->pool_grow = MIN(MAX(s->pool_grow, POOL_FIRST) * 2, max_pool);
-    ret = qcow2_release_pool(bs);
+    ret = release_pool(bs);
     if (ret < 0) {
         return ret;
     }
@@ -578,21 +589,140 @@ int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t nb)
     return first << s->cluster_bits;
 }
 
-int qcow2_release_pool(BlockDriverState *bs)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t start = s->pool_start, nb = s->pool_end - s->pool_start;
-
-    s->pool_start = s->pool_end = 0;
-    return nb ? update_refcounts(bs, start, nb, -1, false) : 0;
-}
-
 int qcow2_free_unused_clusters(BlockDriverState *bs, uint64_t offset,
                                uint64_t nb)
 {
     BDRVQcow2State *s = bs->opaque;
 
     return update_refcounts(bs, offset >> s->cluster_bits, nb, -1, true);
+}
+
+/* ---- compressed data ----------------------------------------------------
+ *
+ * Compressed clusters are packed byte after byte, as QEMU packs them, and
+ * a host cluster holds one reference per compressed cluster touching it.
+ * A reference must not reach the disk before its refcount (a power failure
+ * would leave a refcount below its references), and a flush per
+ * compressed cluster would be slow. So the arena is reserved in runs whose
+ * refcounts are raised ahead to credits() and flushed once; when the
+ * packing moves past a cluster the credits it did not use are given back,
+ * and the rest of the arena when it is released. A crash leaks credits,
+ * nothing worse. The cluster being filled always keeps a credit in
+ * reserve, so its refcount never drops to zero while pieces may follow.
+ */
+
+#define ARENA_BYTES             (1 << 20)
+
+/* References a cluster of the arena may take: pieces of 64 bytes or more. */
+static uint64_t credits(BDRVQcow2State *s)
+{
+    return MIN(s->refcount_max, s->cluster_size / 64);
+}
+
+/* The packing leaves cluster c with refs pieces: its unused credits go. */
+static int leave_cluster(BlockDriverState *bs, uint64_t c, uint64_t refs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t unused = credits(s) - refs;
+
+    return unused ? update_refcounts(bs, c, 1, -(int64_t)unused, true) : 0;
+}
+
+static int release_arena(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t c = s->cbytes_next >> s->cluster_bits;
+    uint64_t end = s->cbytes_end >> s->cluster_bits;
+    uint64_t refs = s->cbytes_refs;
+    int ret;
+
+    s->cbytes_next = s->cbytes_end = s->cbytes_refs = 0;
+    if (c >= end) {
+        return 0;
+    }
+    ret = leave_cluster(bs, c, refs);
+    if (ret == 0 && c + 1 < end) {
+        /* Never touched: back to free. */
+        ret = update_refcounts(bs, c + 1, end - c - 1, -(int64_t)credits(s),
+                               false);
+    }
+    return ret;
+}
+
+/* Reserves clusters for the arena: after it if they follow, else anew. */
+static int grow_arena(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t nb = MAX(1, ARENA_BYTES >> s->cluster_bits);
+    int64_t host = qcow2_alloc_clusters(bs, nb);
+    int ret = 0;
+
+    if (host < 0) {
+        return host;
+    }
+    /* From the pool they have refcount 1 on stable storage: raise it. */
+    if (credits(s) > 1) {
+        ret = update_refcounts(bs, host >> s->cluster_bits, nb,
+                               credits(s) - 1, false);
+        if (ret == 0) {
+            ret = bdrv_flush(bs->file->bs);
+        }
+        if (ret < 0) {
+            return ret;         /* the clusters leak, nothing worse */
+        }
+    }
+    if ((uint64_t)host == s->cbytes_end) {
+        /* A piece may span the old end. */
+        s->cbytes_end += nb << s->cluster_bits;
+        return 0;
+    }
+    ret = release_arena(bs);
+    s->cbytes_next = host;
+    s->cbytes_end = host + (nb << s->cluster_bits);
+    return ret;
+}
+
+int64_t qcow2_alloc_bytes(BlockDriverState *bs, uint64_t len)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t off, first, last;
+    int ret = 0;
+
+    g_assert(len > 0 && len < s->cluster_size);
+    if (s->cbytes_next + len > s->cbytes_end) {
+        ret = grow_arena(bs);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    off = s->cbytes_next;
+    if (off > s->coffset_mask) {
+        return -EFBIG;          /* an L2 entry could not say where */
+    }
+    first = off >> s->cluster_bits;
+    last = (off + len - 1) >> s->cluster_bits;
+    s->cbytes_refs++;
+    s->cbytes_next = off + len;
+    if (last != first) {
+        ret = leave_cluster(bs, first, s->cbytes_refs);
+        s->cbytes_refs = 1;
+    }
+    if (ret == 0 && (s->cbytes_refs == credits(s) ||
+                     !qcow2_offset_into_cluster(s, s->cbytes_next))) {
+        /* Out of credits or of room: the next piece starts a cluster. */
+        ret = leave_cluster(bs, last, s->cbytes_refs);
+        s->cbytes_next = (last + 1) << s->cluster_bits;
+        s->cbytes_refs = 0;
+    }
+    return ret < 0 ? ret : (int64_t)off;
+}
+
+int qcow2_release_pool(BlockDriverState *bs)
+{
+    int ret = release_arena(bs);
+    int ret2 = release_pool(bs);
+
+    return ret < 0 ? ret : ret2;
 }
 
 /* ---- freeing ----------------------------------------------------------- */

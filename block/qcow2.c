@@ -308,6 +308,9 @@ static void qcow2_free_state(BDRVQcow2State *s)
     if (s->pending_frees) {
         g_array_free(s->pending_frees, true);
     }
+    if (s->deflaters) {
+        g_async_queue_unref(s->deflaters);
+    }
     g_mutex_clear(&s->lock);
     g_cond_clear(&s->alloc_cond);
 }
@@ -381,6 +384,7 @@ static int qcow2_open(BlockDriverState *bs, const BlockdevOptions *opts,
     g_queue_init(&s->inflight_allocs);
     g_queue_init(&s->host_io);
     s->pending_frees = g_array_new(false, false, sizeof(Qcow2PendingFree));
+    s->deflaters = g_async_queue_new_full(qcow2_deflater_free);
 
     if (!bdrv_open_child(bs, o->file, "file", BDRV_CHILD_FILE, errp)) {
         goto fail;
@@ -733,6 +737,7 @@ const BlockDriver bdrv_qcow2 = {
     .getlength = qcow2_getlength,
     .preadv = qcow2_preadv,
     .pwritev = qcow2_pwritev,
+    .pwritev_compressed = qcow2_pwritev_compressed,
     .pwrite_zeroes = qcow2_pwrite_zeroes,
     .pdiscard = qcow2_pdiscard,
     .flush = qcow2_flush,

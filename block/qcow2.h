@@ -224,6 +224,7 @@ typedef struct BDRVQcow2State {
     uint64_t compatible_features;
     uint64_t autoclear_features;        /* bitmaps bit: see below */
     bool pass_discard;          /* guest discards reach the file */
+    GAsyncQueue *deflaters;     /* idle deflate streams; locks itself */
 
     /*
      * The bitmaps extension (qcow2-bitmap.c), main thread only: changed
@@ -263,6 +264,13 @@ typedef struct BDRVQcow2State {
     bool grew_file;                     /* the file is longer than at open */
     uint64_t pool_start, pool_end;      /* reserved clusters, refcount 1 */
     uint64_t pool_grow;                 /* size of the next reservation */
+    /*
+     * Compressed data is packed byte after byte into the arena, clusters
+     * whose refcounts were raised ahead (qcow2-refcount.c): bytes
+     * [cbytes_next, cbytes_end) are free, and cbytes_refs compressed
+     * clusters lie in the host cluster of cbytes_next.
+     */
+    uint64_t cbytes_next, cbytes_end, cbytes_refs;
     GArray *pending_frees;              /* Qcow2PendingFree */
     GQueue inflight_allocs;             /* Qcow2InflightAlloc */
     GQueue host_io;                     /* Qcow2HostIO */
@@ -310,6 +318,8 @@ int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
                  void *buf, BdrvRequestFlags flags);
 int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
                   const void *buf, BdrvRequestFlags flags);
+int qcow2_pwritev_compressed(BlockDriverState *bs, int64_t offset,
+                             int64_t bytes, const void *buf);
 int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
                         BdrvRequestFlags flags);
 int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes);
@@ -359,6 +369,15 @@ void qcow2_compressed_range(BDRVQcow2State *s, uint64_t l2_entry,
                             uint64_t *start, uint64_t *len);
 /* Reads and inflates a compressed cluster into buf (a cluster). No lock. */
 int qcow2_read_compressed(BlockDriverState *bs, uint64_t l2_entry, void *buf);
+/*
+ * Deflates the cluster src into dst (a cluster) as QEMU does: the size of
+ * the stream, -ENOSPC if it is not smaller than a cluster, or -EIO. No lock.
+ */
+int64_t qcow2_deflate_cluster(BDRVQcow2State *s, const void *src, void *dst);
+/* Frees an idle deflate stream (s->deflaters' destroy function). */
+void qcow2_deflater_free(gpointer z);
+/* The L2 entry of a compressed cluster of len bytes at host byte offset. */
+uint64_t qcow2_compressed_entry(BDRVQcow2State *s, uint64_t host, uint64_t len);
 
 /* ---- qcow2-refcount.c: host cluster allocation (under lock) ------------ */
 
@@ -372,6 +391,12 @@ int qcow2_load_refcount_table(BlockDriverState *bs, Error **errp);
  * before this returns, so the caller may point metadata at them.
  */
 int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t nb);
+/*
+ * Space for len bytes (less than a cluster) of compressed data, packed
+ * after the last: the host byte offset, or -errno. Each host cluster the
+ * bytes touch holds one more reference, already on stable storage.
+ */
+int64_t qcow2_alloc_bytes(BlockDriverState *bs, uint64_t len);
 /* Frees clusters that nothing references yet (a failed allocation). */
 int qcow2_free_unused_clusters(BlockDriverState *bs, uint64_t offset,
                                uint64_t nb);
@@ -392,7 +417,10 @@ int qcow2_process_frees(BlockDriverState *bs);
 bool qcow2_frees_pending_too_long(BDRVQcow2State *s);
 /* Whether clusters from offset on were never written since last free. */
 bool qcow2_is_fresh(BDRVQcow2State *s, uint64_t offset);
-/* Gives back the reserved clusters nothing uses (close, shrink). */
+/*
+ * Gives back the reserved clusters nothing uses and the references the
+ * arena holds ahead (close, shrink).
+ */
 int qcow2_release_pool(BlockDriverState *bs);
 /* The end of the last cluster in use, for trimming the file. */
 int64_t qcow2_used_end(BlockDriverState *bs);

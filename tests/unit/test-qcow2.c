@@ -649,6 +649,337 @@ static void test_discard_reaches_file(void)
     assert_check_clean("d.qcow2");
 }
 
+/* ---- compressed writes ------------------------------------------------- */
+
+#define L2E_COMPRESSED (UINT64_C(1) << 62)
+
+/* The L2 entries of guest clusters [0, n), read from the file. */
+static void read_l2_entries(const char *name, uint64_t *entries, int64_t n)
+{
+    g_autofree char *path = path_of(name);
+    uint64_t l1_offset, l2_offset = 0, e;
+    uint32_t cluster_bits;
+    int64_t i, per_l2;
+    int fd = open(path, O_RDONLY);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(pread(fd, &cluster_bits, 4, 20), ==, 4);
+    per_l2 = (INT64_C(1) << GUINT32_FROM_BE(cluster_bits)) / 8;
+    g_assert_cmpint(pread(fd, &l1_offset, 8, 40), ==, 8);
+    l1_offset = GUINT64_FROM_BE(l1_offset);
+    for (i = 0; i < n; i++) {
+        if (i % per_l2 == 0) {
+            g_assert_cmpint(pread(fd, &l2_offset, 8, l1_offset + i / per_l2 * 8), ==, 8);
+            l2_offset = GUINT64_FROM_BE(l2_offset) & UINT64_C(0x00fffffffffffe00);
+        }
+        e = 0;
+        if (l2_offset) {
+            g_assert_cmpint(pread(fd, &e, 8, l2_offset + i % per_l2 * 8), ==, 8);
+        }
+        entries[i] = GUINT64_FROM_BE(e);
+    }
+    close(fd);
+}
+
+/* The host cluster where a compressed cluster's data starts. */
+static uint64_t compressed_host_cluster(uint64_t entry, int cluster_bits)
+{
+    int x = 62 - (cluster_bits - 8);
+
+    return (entry & ((UINT64_C(1) << x) - 1)) >> cluster_bits;
+}
+
+/* Cluster c: random bytes (deflate cannot shrink them), or text that deflates. */
+static void fill_cluster(uint8_t *p, int64_t len, int64_t c, bool random)
+{
+    int64_t i = 0;
+
+    if (random) {
+        GRand *r = g_rand_new_with_seed(c);
+
+        for (; i < len; i++) {
+            p[i] = g_rand_int(r);
+        }
+        g_rand_free(r);
+        return;
+    }
+    while (i < len) {
+        g_autofree char *line = g_strdup_printf("cluster %" G_GINT64_FORMAT
+                                                " line %" G_GINT64_FORMAT "\n",
+                                                c, i / 24);
+
+        memcpy(p + i, line, MIN(len - i, (int64_t)strlen(line)));
+        i += strlen(line);
+    }
+}
+
+/* What compressed_layout wrote where. */
+enum { CL_TEXT, CL_RANDOM, CL_UNWRITTEN };
+
+static int cluster_kind(int64_t c)
+{
+    return c % 7 == 3 ? CL_RANDOM : c % 7 == 5 ? CL_UNWRITTEN : CL_TEXT;
+}
+
+/*
+ * An image of n whole clusters and a partial last one of tail bytes,
+ * written with compressed writes (the first three clusters in one
+ * request); then blkd, qemu-img convert and qemu-img compare must agree,
+ * qemu-img check must be clean, text clusters must be compressed and
+ * packed several to a host cluster, random ones written as they are.
+ */
+static void compressed_layout(const char *opts, int64_t cs, int64_t n,
+                              int64_t tail)
+{
+    int64_t size = n * cs + tail, total = n + (tail > 0), c;
+    g_autofree uint8_t *data = g_malloc0(size);
+    g_autofree uint8_t *got = g_malloc(size);
+    g_autofree uint64_t *entries = g_new(uint64_t, total);
+    g_autofree char *refpath = path_of("cref.raw");
+    g_autoptr(GHashTable) hosts = g_hash_table_new(g_int64_hash, g_int64_equal);
+    g_autofree int64_t *host_ids = g_new(int64_t, total);
+    g_autofree char *check = NULL;
+    BlockDriverState *bs;
+    BlockBackend *blk;
+    int64_t ncompressed = 0;
+    int cluster_bits = g_bit_storage(cs) - 1;
+
+    SH_OK("qemu-img create -q -f qcow2 -o %s,cluster_size=%" G_GINT64_FORMAT
+          " cw.qcow2 %" G_GINT64_FORMAT, opts, cs, size);
+    for (c = 0; c < total; c++) {
+        if (cluster_kind(c) != CL_UNWRITTEN) {
+            fill_cluster(data + c * cs, MIN(cs, size - c * cs), c,
+                         cluster_kind(c) == CL_RANDOM);
+        }
+    }
+    bs = open_qcow2("cw.qcow2", false, NULL, &error_abort);
+    blk = attach(bs, true);
+    g_assert_cmpint(blk_pwrite(blk, 0, 3 * cs, data, BDRV_REQ_WRITE_COMPRESSED),
+                    ==, 0);
+    for (c = 3; c < total; c++) {
+        if (cluster_kind(c) != CL_UNWRITTEN) {
+            g_assert_cmpint(blk_pwrite(blk, c * cs, MIN(cs, size - c * cs),
+                                       data + c * cs, BDRV_REQ_WRITE_COMPRESSED),
+                            ==, 0);
+        }
+    }
+    g_assert_cmpint(blk_pread(blk, 0, size, got, 0), ==, 0);
+    g_assert_true(memcmp(got, data, size) == 0);
+    close_node(blk);
+
+    g_assert_true(g_file_set_contents(refpath, (char *)data, size, NULL));
+    assert_check_clean("cw.qcow2");
+    assert_same_as_raw("cw.qcow2", "cref.raw");
+    assert_reads_like_qemu("cw.qcow2", NULL);
+    g_assert_cmpint(sh(&check, "qemu-img check cw.qcow2"), ==, 0);
+    g_assert_nonnull(strstr(check, "compressed clusters"));
+
+    read_l2_entries("cw.qcow2", entries, total);
+    for (c = 0; c < total; c++) {
+        switch (cluster_kind(c)) {
+        case CL_TEXT:
+            g_assert_true(entries[c] & L2E_COMPRESSED);
+            host_ids[ncompressed] = compressed_host_cluster(entries[c], cluster_bits);
+            g_hash_table_add(hosts, &host_ids[ncompressed++]);
+            break;
+        case CL_RANDOM:
+            /* Fallen back to a normal cluster. */
+            g_assert_false(entries[c] & L2E_COMPRESSED);
+            g_assert_cmpuint(entries[c] & UINT64_C(0x00fffffffffffe00), !=, 0);
+            break;
+        default:
+            g_assert_cmpuint(entries[c], ==, 0);
+        }
+    }
+    /* Packed: fewer host clusters than compressed clusters. */
+    g_assert_cmpint(g_hash_table_size(hosts), <, ncompressed);
+}
+
+static void test_compressed_cluster_512(void)
+{
+    if (have_qemu_tools()) {
+        compressed_layout("compat=1.1", 512, 100, 0);
+    }
+}
+
+static void test_compressed_cluster_64k(void)
+{
+    if (have_qemu_tools()) {
+        compressed_layout("compat=1.1", 64 * KiB, 40, 1536);
+    }
+}
+
+static void test_compressed_cluster_2m(void)
+{
+    if (have_qemu_tools()) {
+        compressed_layout("compat=1.1", 2 * MiB, 6, 1 * MiB);
+    }
+}
+
+static void test_compressed_v2(void)
+{
+    if (have_qemu_tools()) {
+        compressed_layout("compat=0.10", 4 * KiB, 30, 512);
+    }
+}
+
+/*
+ * Narrow refcounts: 1 bit leaves a host cluster per compressed cluster,
+ * 2 bits three at most, as in QEMU; either way the image is clean.
+ */
+static void test_compressed_refcount_widths(void)
+{
+    static const int widths[] = { 1, 2 };
+    size_t i;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    for (i = 0; i < G_N_ELEMENTS(widths); i++) {
+        g_autofree char *opts = g_strdup_printf("refcount_bits=%d", widths[i]);
+        g_autofree uint64_t *entries = g_new(uint64_t, 64);
+        g_autoptr(GHashTable) hosts = g_hash_table_new(g_int64_hash, g_int64_equal);
+        g_autofree int64_t *ids = g_new(int64_t, 64);
+        BlockDriverState *bs;
+        BlockBackend *blk;
+        uint8_t buf[4096];
+        int64_t c;
+
+        SH_OK("qemu-img create -q -f qcow2 -o %s,cluster_size=4096 rw.qcow2 256K",
+              opts);
+        bs = open_qcow2("rw.qcow2", false, NULL, &error_abort);
+        blk = attach(bs, true);
+        for (c = 0; c < 64; c++) {
+            fill_cluster(buf, sizeof(buf), c, false);
+            g_assert_cmpint(blk_pwrite(blk, c * 4096, 4096, buf,
+                                       BDRV_REQ_WRITE_COMPRESSED), ==, 0);
+        }
+        close_node(blk);
+        assert_check_clean("rw.qcow2");
+        read_l2_entries("rw.qcow2", entries, 64);
+        for (c = 0; c < 64; c++) {
+            g_assert_true(entries[c] & L2E_COMPRESSED);
+            ids[c] = compressed_host_cluster(entries[c], 12);
+            g_hash_table_add(hosts, &ids[c]);
+        }
+        if (widths[i] == 1) {
+            g_assert_cmpint(g_hash_table_size(hosts), ==, 64);
+        } else {
+            g_assert_cmpint(g_hash_table_size(hosts), >=, 64 / 3);
+            g_assert_cmpint(g_hash_table_size(hosts), <, 64);
+        }
+    }
+}
+
+/*
+ * QEMU's refusals: misaligned requests, a partial cluster before the end,
+ * a cluster that has host data already; a plain zero cluster is fine; a
+ * node without compressed writes says so.
+ */
+static void test_compressed_refusals(void)
+{
+    g_autofree char *rawpath = NULL;
+    g_autofree char *rawjson = NULL;
+    g_autofree uint8_t *buf = g_malloc(64 * KiB);
+    BlockDriverState *bs, *raw;
+    BlockBackend *blk;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 cr.qcow2 1M");
+    SH_OK("qemu-io -c 'write -P 1 0 64K' -c 'write -z 128K 64K' cr.qcow2");
+    fill_cluster(buf, 64 * KiB, 1, false);
+    bs = open_qcow2("cr.qcow2", false, NULL, &error_abort);
+    g_assert_true(bdrv_supports_compressed_writes(bs));
+    blk = attach(bs, true);
+    g_assert_cmpint(blk_pwrite(blk, 512, 64 * KiB, buf, BDRV_REQ_WRITE_COMPRESSED),
+                    ==, -EINVAL);
+    g_assert_cmpint(blk_pwrite(blk, 64 * KiB, 4 * KiB, buf, BDRV_REQ_WRITE_COMPRESSED),
+                    ==, -EINVAL);
+    g_assert_cmpint(blk_pwrite(blk, 0, 64 * KiB, buf, BDRV_REQ_WRITE_COMPRESSED),
+                    ==, -EIO);
+    g_assert_cmpint(blk_pwrite(blk, 128 * KiB, 64 * KiB, buf,
+                               BDRV_REQ_WRITE_COMPRESSED), ==, 0);
+    g_assert_cmpint(blk_pwrite(blk, 128 * KiB, 64 * KiB, buf,
+                               BDRV_REQ_WRITE_COMPRESSED), ==, -EIO);
+    close_node(blk);
+    assert_check_clean("cr.qcow2");
+    SH_OK("qemu-io -c 'read -P 1 0 64K' -c 'read -P 0 64K 64K' cr.qcow2");
+
+    SH_OK("truncate -s 1M cr.raw");
+    rawpath = path_of("cr.raw");
+    rawjson = g_strdup_printf("{\"driver\": \"raw\", \"node-name\": \"r\","
+                              " \"file\": {\"driver\": \"file\", \"filename\": \"%s\"}}",
+                              rawpath);
+    raw = block_test_open(rawjson, &error_abort);
+    g_assert_false(bdrv_supports_compressed_writes(raw));
+    blk = attach(raw, true);
+    g_assert_cmpint(blk_pwrite(blk, 0, 64 * KiB, buf, BDRV_REQ_WRITE_COMPRESSED),
+                    ==, -ENOTSUP);
+    blk_unref(blk);
+    g_assert_true(bdrv_del_node("r", &error_abort));
+}
+
+typedef struct CompressWorker {
+    BlockBackend *blk;
+    uint8_t *ref;           /* shared; each worker owns its clusters' bytes */
+    int index;
+} CompressWorker;
+
+/*
+ * Worker i of NWRITERS - 1 writes its clusters compressed; the last one
+ * writes plain data to the others meanwhile, so the arena and the pool
+ * hand out clusters in turn.
+ */
+static gpointer compress_thread(gpointer opaque)
+{
+    CompressWorker *cw = opaque;
+    int64_t cs = 64 * KiB, c;
+    g_autofree uint8_t *buf = g_malloc(cs);
+
+    for (c = cw->index; c < 256; c += NWRITERS) {
+        if (cw->index == NWRITERS - 1) {
+            memset(buf, c, cs);
+            g_assert_cmpint(blk_pwrite(cw->blk, c * cs, cs, buf, 0), ==, 0);
+        } else {
+            fill_cluster(buf, cs, c, c % 11 == 0);
+            g_assert_cmpint(blk_pwrite(cw->blk, c * cs, cs, buf,
+                                       BDRV_REQ_WRITE_COMPRESSED), ==, 0);
+        }
+        memcpy(cw->ref + c * cs, buf, cs);
+    }
+    return NULL;
+}
+
+static void test_compressed_concurrent(void)
+{
+    CompressWorker cw[NWRITERS];
+    GThread *th[NWRITERS];
+    BlockBackend *blk;
+    int64_t size = 256 * 64 * KiB;
+    g_autofree uint8_t *ref = g_malloc0(size);
+    g_autofree char *refpath = path_of("ccref.raw");
+    int i;
+
+    if (!have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 cc.qcow2 16M");
+    blk = attach(open_qcow2("cc.qcow2", false, NULL, &error_abort), true);
+    for (i = 0; i < NWRITERS; i++) {
+        cw[i] = (CompressWorker) { .blk = blk, .ref = ref, .index = i };
+        th[i] = g_thread_new("compress", compress_thread, &cw[i]);
+    }
+    for (i = 0; i < NWRITERS; i++) {
+        g_thread_join(th[i]);
+    }
+    close_node(blk);
+    g_assert_true(g_file_set_contents(refpath, (char *)ref, size, NULL));
+    assert_check_clean("cc.qcow2");
+    assert_same_as_raw("cc.qcow2", "ccref.raw");
+}
+
 /* ---- layout and performance -------------------------------------------- */
 
 /* A fresh image written front to back keeps its data in one extent. */
@@ -1013,7 +1344,7 @@ static int crash_child(const char *image)
         int64_t off = g_rand_int_range(r, 0, 32 * MiB - len);
 
         memset(buf, g_rand_int(r), len);
-        switch (g_rand_int_range(r, 0, 8)) {
+        switch (g_rand_int_range(r, 0, 9)) {
         case 0:
             blk_pdiscard(blk, off, len * 64);
             break;
@@ -1022,6 +1353,10 @@ static int crash_child(const char *image)
             break;
         case 2:
             blk_flush(blk);
+            break;
+        case 3:
+            /* Whole clusters (512 bytes), packed; -EIO where data is. */
+            blk_pwrite(blk, off & ~511, 1024, buf, BDRV_REQ_WRITE_COMPRESSED);
             break;
         default:
             blk_pwrite(blk, off, len, buf, 0);
@@ -1098,6 +1433,14 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/write/refcount-widths", test_write_refcount_widths);
     g_test_add_func("/qcow2/write/over-compressed", test_write_over_compressed);
     g_test_add_func("/qcow2/write/keeps-snapshot", test_write_keeps_snapshot);
+    g_test_add_func("/qcow2/compressed/cluster-512", test_compressed_cluster_512);
+    g_test_add_func("/qcow2/compressed/cluster-64k", test_compressed_cluster_64k);
+    g_test_add_func("/qcow2/compressed/cluster-2m", test_compressed_cluster_2m);
+    g_test_add_func("/qcow2/compressed/v2", test_compressed_v2);
+    g_test_add_func("/qcow2/compressed/refcount-widths",
+                    test_compressed_refcount_widths);
+    g_test_add_func("/qcow2/compressed/refusals", test_compressed_refusals);
+    g_test_add_func("/qcow2/compressed/concurrent", test_compressed_concurrent);
     g_test_add_func("/qcow2/write/concurrent", test_concurrent_writers);
     g_test_add_func("/qcow2/write/concurrent-mixed", test_concurrent_mixed);
     g_test_add_func("/qcow2/discard/reaches-file", test_discard_reaches_file);
