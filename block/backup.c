@@ -352,6 +352,7 @@ BlockJob *backup_create(const BackupCommon *args, BlockDriverState *bs,
     BlockDriverState *cbw;
     BlockCopyState *bcs;
     BackupJob *s;
+    bool compress = args->has_compress && args->compress;
     int flags = JOB_DEFAULT;
 
     if (!check_sync(args, bs, &sync, &mode, &bitmap, errp)) {
@@ -362,8 +363,8 @@ BlockJob *backup_create(const BackupCommon *args, BlockDriverState *bs,
         error_setg(errp, "Source and target cannot be the same");
         return NULL;
     }
-    if (args->has_compress && args->compress) {
-        /* No blkd driver writes compressed clusters; QEMU's text, no device name. */
+    if (compress && !bdrv_supports_compressed_writes(target)) {
+        /* QEMU's text, ending in the device name QSD nodes do not have. */
         error_setg(errp, "Compression is not supported for this drive ");
         return NULL;
     }
@@ -380,7 +381,13 @@ BlockJob *backup_create(const BackupCommon *args, BlockDriverState *bs,
         error_setg(errp, "Source and target image have different sizes");
         goto fail_bitmap;
     }
+    /* Drained: no guest write may copy a cluster before compress is set. */
+    bdrv_drain_all_begin();
     cbw = bdrv_cbw_append(bs, target, args->filter_node_name, &bcs, errp);
+    if (cbw) {
+        block_copy_set_compress(bcs, compress);
+    }
+    bdrv_drain_all_end();
     if (!cbw) {
         goto fail_bitmap;
     }

@@ -22,6 +22,7 @@ struct BlockCopyState {
     int64_t len;
     BdrvDirtyBitmap *copy_bitmap;
     bool skip_unallocated;
+    BdrvRequestFlags write_flags;   /* BDRV_REQ_WRITE_COMPRESSED or 0 */
     GMutex lock;
     GCond cond;             /* a copy in flight finished */
     GList *tasks;           /* BlockCopyTask *, in flight */
@@ -90,6 +91,11 @@ void block_copy_set_skip_unallocated(BlockCopyState *s, bool skip)
     s->skip_unallocated = skip;
 }
 
+void block_copy_set_compress(BlockCopyState *s, bool compress)
+{
+    s->write_flags = compress ? BDRV_REQ_WRITE_COMPRESSED : 0;
+}
+
 static BlockCopyTask *overlapping_task(BlockCopyState *s, int64_t start, int64_t end)
 {
     GList *l;
@@ -144,15 +150,21 @@ static void release(BlockCopyState *s, BlockCopyTask *task, bool failed)
     }
 }
 
-/* Copies [start, end) of the source to the target: zeroes as zeroes. */
+/*
+ * Copies [start, end) of the source to the target: zeroes as zeroes.
+ * Compressed writes take whole target clusters, so then every run is
+ * whole copy clusters, as in QEMU: a shorter one is a cluster of data.
+ */
 static int copy_range(BlockCopyState *s, int64_t start, int64_t end,
                       bool *error_is_read)
 {
+    int64_t unit = s->write_flags & BDRV_REQ_WRITE_COMPRESSED ? s->cluster_size : 1;
     void *buf = NULL;
     int ret = 0;
 
     while (start < end && ret == 0) {
         int64_t pnum;
+        bool skip = false;
         int status = bdrv_block_status_above(s->source->bs, NULL, true, start,
                                              end - start, &pnum, NULL);
 
@@ -166,13 +178,23 @@ static int copy_range(BlockCopyState *s, int64_t start, int64_t end,
             int top = bdrv_block_status(s->source->bs, false, start, pnum,
                                         &top_pnum, NULL, NULL);
 
-            if (top >= 0 && !(top & BDRV_BLOCK_ALLOCATED)) {
-                start += top_pnum;
-                continue;
-            }
             if (top >= 0) {
                 pnum = top_pnum;
+                skip = !(top & BDRV_BLOCK_ALLOCATED);
             }
+        }
+        if (start + pnum < end) {
+            if (pnum < unit) {
+                pnum = MIN(unit, end - start);
+                status = BDRV_BLOCK_DATA;
+                skip = false;
+            } else {
+                pnum -= pnum % unit;
+            }
+        }
+        if (skip) {
+            start += pnum;
+            continue;
         }
         if (status & BDRV_BLOCK_ZERO) {
             /* A target opened with discard=unmap stays sparse there. */
@@ -187,7 +209,7 @@ static int copy_range(BlockCopyState *s, int64_t start, int64_t end,
             ret = bdrv_pread(s->source, start, pnum, buf, 0);
             *error_is_read = true;
             if (ret == 0) {
-                ret = bdrv_pwrite(s->target, start, pnum, buf, 0);
+                ret = bdrv_pwrite(s->target, start, pnum, buf, s->write_flags);
                 *error_is_read = false;
             }
         }
@@ -229,6 +251,10 @@ BlockCopyTask *block_copy_claim(BlockCopyState *s, int64_t max_chunk)
     BlockCopyTask *task = g_new(BlockCopyTask, 1);
     bool claimed;
 
+    /* Compressing: a cluster a chunk, as QEMU's chunks are then. */
+    if (s->write_flags & BDRV_REQ_WRITE_COMPRESSED) {
+        max_chunk = s->cluster_size;
+    }
     /*
      * Clusters in flight are clean already, so a claimed run never overlaps
      * one. On from the last claim, then from the start: a chunk that failed

@@ -44,6 +44,12 @@ void block_copy_set_progress(BlockCopyState *s,
                              void *opaque);
 /* sync=top: clusters the source's top layer does not allocate are skipped. */
 void block_copy_set_skip_unallocated(BlockCopyState *s, bool skip);
+/*
+ * compress=true: data is written with BDRV_REQ_WRITE_COMPRESSED (zeroes
+ * still as zeroes), in whole clusters, and the background copy takes one
+ * cluster a chunk. Set before any copy (the caller runs drained).
+ */
+void block_copy_set_compress(BlockCopyState *s, bool compress);
 
 /*
  * Copies what is dirty in [offset, offset+bytes), cluster-aligned outwards,

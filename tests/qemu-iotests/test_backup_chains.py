@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Backup chains: long incremental chains, differentials, retries, qcow2 overlays.
+"""Backup chains: long incremental chains, differentials, retries, qcow2
+overlays, compressed backups into qcow2 while guest writes race the job.
 
 Built on test_backup's BackupTestCase: writes reach the source through
 qemu-io over the NBD export, every restored image is compared with a copy
@@ -9,6 +10,8 @@ Where the mode exists in QEMU the same steps run on qemu-storage-daemon
 and the counts and event lengths must match.
 """
 import json
+import os
+import random
 import shutil
 import unittest
 
@@ -30,6 +33,23 @@ class ChainTestCase(BackupTestCase):
     def assertGoodEnd(self, ev):
         self.assertNotIn('error', ev['data'])
         self.assertEqual(ev['data']['offset'], ev['data']['len'])
+
+    def add_qcow2_target(self, d, qmp, name, backing=None, cluster_size=65536):
+        path = d.path(name + '.qcow2')
+        args = ['qemu-img', 'create', '-f', 'qcow2', '-o',
+                'cluster_size=%d' % cluster_size]
+        if backing:
+            args += ['-b', backing, '-F', 'qcow2']
+        iotests.run(*args, path, str(SIZE), check=True)
+        qmp.command('blockdev-add', {
+            'driver': 'qcow2', 'node-name': name,
+            'file': {'driver': 'file', 'filename': path}})
+        return path
+
+    def assertCleanImage(self, path):
+        res = iotests.run('qemu-img', 'check', '-f', 'qcow2', path)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn('No errors were found', res.stdout)
 
 
 # Five rounds of writes: data, zeroes, unaligned and cluster-crossing.
@@ -217,22 +237,6 @@ class Qcow2ChainTest(ChainTestCase):
     """The restore layout QEMU documents: a full backup into a qcow2 image,
     each incremental into a qcow2 overlay backed by the previous one."""
 
-    def add_qcow2_target(self, d, qmp, name, backing=None):
-        path = d.path(name + '.qcow2')
-        args = ['qemu-img', 'create', '-f', 'qcow2', '-o', 'cluster_size=65536']
-        if backing:
-            args += ['-b', backing, '-F', 'qcow2']
-        iotests.run(*args, path, str(SIZE), check=True)
-        qmp.command('blockdev-add', {
-            'driver': 'qcow2', 'node-name': name,
-            'file': {'driver': 'file', 'filename': path}})
-        return path
-
-    def assertCleanImage(self, path):
-        res = iotests.run('qemu-img', 'check', '-f', 'qcow2', path)
-        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
-        self.assertIn('No errors were found', res.stdout)
-
     def run_qcow2_chain(self, binary):
         d, qmp = self.start(binary, targets=0)
         qmp.command('block-dirty-bitmap-add', node='src', name='b0')
@@ -268,6 +272,77 @@ class Qcow2ChainTest(ChainTestCase):
         self.assertEqual(allocated, lengths[1:])
         if self.have_qsd():
             self.assertEqual((lengths, allocated), self.run_qcow2_chain(self.qsd))
+
+
+# Guest writes racing a compressed backup: data over the disk (one 4 KiB
+# inside the random MiB at 40M), zeroes inside the first pattern.
+RACE_WRITES = ['write -P 0x%02x %dM 64k' % (0x60 + i, i * 5 + 1) for i in range(12)] + \
+    ['write -z 2M 1M', 'write -P 0x5e 40M 4k', 'write -P 0x5f 63M 1M']
+
+
+def compressed_extents(path):
+    """(bytes mapped compressed, bytes mapped plainly) of a qcow2 image:
+    qemu-img map gives no file offset for compressed data."""
+    mapped = json.loads(iotests.run('qemu-img', 'map', '--output=json', path,
+                                    check=True).stdout)
+    data = [e for e in mapped if e['data'] and e['depth'] == 0]
+    return (sum(e['length'] for e in data if 'offset' not in e),
+            sum(e['length'] for e in data if 'offset' in e))
+
+
+class CompressedBackupTest(ChainTestCase):
+    """compress=true into qcow2 targets, guest writes racing the job."""
+
+    def run_compressed(self, binary):
+        """A full compressed backup while RACE_WRITES go on, then one into
+        a target of 4 KiB clusters; both targets checked and compared."""
+        d, qmp = self.start(binary, targets=0)
+        # A MiB deflate cannot shrink, the same on both daemons.
+        rand = d.path('random.bin')
+        with open(rand, 'wb') as f:
+            f.write(random.Random(7).randbytes(1 << 20))
+        qemu_io(d.nbd, 'write -s %s 40M 1M' % rand)
+        path = self.add_qcow2_target(d, qmp, 'q0')
+        at_start = self.snapshot(d, 'at0.img')
+        # Slow, so that the writes meet clusters not copied yet while the
+        # background copy goes on; then full speed.
+        qmp.command('blockdev-backup', job_id='j', device='src', target='q0',
+                    sync='full', compress=True, speed=4 << 20)
+        qemu_io(d.nbd, *RACE_WRITES)
+        (job,) = qmp.command('query-block-jobs')
+        self.assertLess(job['offset'], job['len'])
+        qmp.command('block-job-set-speed', device='j', speed=0)
+        ev = self.wait_job(qmp, 'j')
+        self.assertGoodEnd(ev)
+        self.assertEqual(ev['data']['len'], SIZE)
+
+        # 4 KiB clusters: a copy cluster is 16 compressed writes.
+        at_small = self.snapshot(d, 'at1.img')
+        small = self.add_qcow2_target(d, qmp, 'q1', cluster_size=4096)
+        self.assertGoodEnd(self.backup(qmp, 'j1', 'q1', sync='full', compress=True))
+        for node, image, before in (('q0', path, at_start), ('q1', small, at_small)):
+            qmp.command('blockdev-del', node_name=node)
+            self.assertCleanImage(image)
+            res = iotests.run('qemu-img', 'compare', '-F', 'raw', image, before)
+            self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        return path, small, os.stat(path).st_blocks * 512
+
+    def test_compressed_full_backup_with_racing_writes(self):
+        path, small, used = self.run_compressed(self.blkd)
+        # The patterns (9 MiB) compressed, the random MiB written plainly.
+        self.assertEqual(compressed_extents(path), (9 << 20, 1 << 20))
+        self.assertLess(used, 3 << 20)
+        # Later the racing writes too, and one 4 KiB cluster of the random MiB.
+        compressed, plain = compressed_extents(small)
+        self.assertGreater(compressed, 9 << 20)
+        self.assertEqual(plain, (1 << 20) - 4096)
+        if self.have_qsd():
+            ref, ref_small, ref_used = self.run_compressed(self.qsd)
+            for mine, theirs in ((path, ref), (small, ref_small)):
+                self.assertEqual(compressed_extents(mine), compressed_extents(theirs))
+                res = iotests.run('qemu-img', 'compare', mine, theirs)
+                self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+            self.assertLess(ref_used, 3 << 20)
 
 
 if __name__ == '__main__':

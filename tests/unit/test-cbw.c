@@ -254,6 +254,73 @@ static void test_failed_chunk_retried_after_the_others(void)
     teardown(&st);
 }
 
+/*
+ * compress: data goes into a qcow2 target compressed, ahead of guest
+ * writes and in the background, in whole clusters even where the source
+ * has a hole shorter than one (a compressed write takes no less).
+ */
+static void test_compressed_copy_takes_whole_clusters(void)
+{
+    g_autofree char *qemu_img = g_find_program_in_path("qemu-img");
+    g_autofree char *tgt_path = block_test_file("tgt.qcow2", 0);
+    g_autofree char *create = g_strdup_printf("qemu-img create -q -f qcow2 %s %d",
+                                              tgt_path, SIZE);
+    g_autofree char *tgt_json = g_strdup_printf(
+        "{\"driver\": \"qcow2\", \"node-name\": \"tgt\", \"file\":"
+        " {\"driver\": \"file\", \"filename\": \"%s\"}}", tgt_path);
+    g_autofree char *orig = g_malloc0(SIZE), *after = g_malloc(SIZE);
+    char news[512] = { 7 };
+    int64_t off, pnum, map;
+    BlockCopyTask *task;
+    BlockDriverState *filter, *file;
+    BlockCopyState *bcs;
+    bool is_read;
+    Setup st;
+    int ret;
+
+    if (!qemu_img) {
+        g_test_skip("qemu-img missing");
+        return;
+    }
+    g_assert_true(g_spawn_command_line_sync(create, NULL, NULL, &ret, NULL));
+    g_assert_cmpint(ret, ==, 0);
+    setup(&st, tgt_json, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED |
+          BLK_PERM_WRITE, true);
+    for (off = 0; off < SIZE; off += 24) {
+        g_snprintf(orig + off, MIN(24, SIZE - off), "%023" G_GINT64_FORMAT, off);
+    }
+    /* All but [68K, 72K): the sparse file keeps a hole there. */
+    g_assert_cmpint(blk_pwrite(st.guest, 0, 68 * 1024, orig, 0), ==, 0);
+    memset(orig + 68 * 1024, 0, 4096);
+    g_assert_cmpint(blk_pwrite(st.guest, 72 * 1024, SIZE - 72 * 1024,
+                               orig + 72 * 1024, 0), ==, 0);
+    if (!(bdrv_block_status(st.src, true, 68 * 1024, 4096, &pnum, NULL, NULL) &
+          BDRV_BLOCK_ZERO)) {
+        g_test_skip("no holes in the scratch file system");
+        teardown(&st);
+        return;
+    }
+
+    filter = bdrv_cbw_append(st.src, st.tgt, NULL, &bcs, &error_abort);
+    block_copy_set_compress(bcs, true);
+    /* Copied ahead of the guest write, then in the background. */
+    g_assert_cmpint(blk_pwrite(st.guest, 5 << 20, sizeof(news), news, 0), ==, 0);
+    while ((task = block_copy_claim(bcs, BLOCK_COPY_MAX_CHUNK))) {
+        g_assert_cmpint(block_copy_task_bytes(task), ==, 65536);
+        g_assert_cmpint(block_copy_run(bcs, task, &is_read), ==, 0);
+    }
+    g_assert_cmpint(blk_pread(st.reader, 0, SIZE, after, 0), ==, 0);
+    g_assert_true(memcmp(after, orig, SIZE) == 0);
+    /* Compressed clusters: data with no offset in the file. */
+    for (off = 0; off < SIZE; off += 65536) {
+        ret = bdrv_block_status(st.tgt, true, off, 65536, &pnum, &map, &file);
+        g_assert_cmpint(ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID), ==,
+                        BDRV_BLOCK_DATA);
+    }
+    bdrv_cbw_drop(filter);
+    teardown(&st);
+}
+
 int main(int argc, char **argv)
 {
     block_test_init(&argc, &argv);
@@ -267,5 +334,7 @@ int main(int argc, char **argv)
                     test_copy_error_breaks_guest_write);
     g_test_add_func("/cbw/failed-chunk-retried-after-the-others",
                     test_failed_chunk_retried_after_the_others);
+    g_test_add_func("/cbw/compressed-copy-takes-whole-clusters",
+                    test_compressed_copy_takes_whole_clusters);
     return block_test_run();
 }

@@ -797,28 +797,28 @@ static void compressed_layout(const char *opts, int64_t cs, int64_t n,
 
 static void test_compressed_cluster_512(void)
 {
-    if (have_qemu_tools()) {
+    if (block_test_have_qemu_tools()) {
         compressed_layout("compat=1.1", 512, 100, 0);
     }
 }
 
 static void test_compressed_cluster_64k(void)
 {
-    if (have_qemu_tools()) {
+    if (block_test_have_qemu_tools()) {
         compressed_layout("compat=1.1", 64 * KiB, 40, 1536);
     }
 }
 
 static void test_compressed_cluster_2m(void)
 {
-    if (have_qemu_tools()) {
+    if (block_test_have_qemu_tools()) {
         compressed_layout("compat=1.1", 2 * MiB, 6, 1 * MiB);
     }
 }
 
 static void test_compressed_v2(void)
 {
-    if (have_qemu_tools()) {
+    if (block_test_have_qemu_tools()) {
         compressed_layout("compat=0.10", 4 * KiB, 30, 512);
     }
 }
@@ -832,7 +832,7 @@ static void test_compressed_refcount_widths(void)
     static const int widths[] = { 1, 2 };
     size_t i;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     for (i = 0; i < G_N_ELEMENTS(widths); i++) {
@@ -884,7 +884,7 @@ static void test_compressed_refusals(void)
     BlockDriverState *bs, *raw;
     BlockBackend *blk;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 cr.qcow2 1M");
@@ -962,7 +962,7 @@ static void test_compressed_concurrent(void)
     g_autofree char *refpath = path_of("ccref.raw");
     int i;
 
-    if (!have_qemu_tools()) {
+    if (!block_test_have_qemu_tools()) {
         return;
     }
     SH_OK("qemu-img create -q -f qcow2 cc.qcow2 16M");
