@@ -183,7 +183,13 @@ static int backup_run(Job *job, Error **errp)
         bdrv_clear_dirty_bitmap(copy, NULL);
         bdrv_merge_dirty_bitmap(copy, s->sync_bitmap, NULL, &error_abort);
     } else if (s->sync == MIRROR_SYNC_MODE_TOP) {
+        /*
+         * Until the scan is done, guest writes ahead of it must not copy
+         * what the top layer does not allocate either (QEMU's order).
+         */
+        block_copy_set_skip_unallocated(s->bcs, true);
         skip_unallocated(s, copy);
+        block_copy_set_skip_unallocated(s->bcs, false);
     }
     job_progress_set_remaining(job, bdrv_get_dirty_count(copy));
     if (s->sync == MIRROR_SYNC_MODE_NONE) {

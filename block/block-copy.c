@@ -88,7 +88,8 @@ void block_copy_set_progress(BlockCopyState *s,
 
 void block_copy_set_skip_unallocated(BlockCopyState *s, bool skip)
 {
-    s->skip_unallocated = skip;
+    /* Read by every copy, in any thread. */
+    __atomic_store_n(&s->skip_unallocated, skip, __ATOMIC_RELEASE);
 }
 
 void block_copy_set_compress(BlockCopyState *s, bool compress)
@@ -173,7 +174,7 @@ static int copy_range(BlockCopyState *s, int64_t start, int64_t end,
             pnum = end - start;
             status = BDRV_BLOCK_DATA;
         }
-        if (s->skip_unallocated) {
+        if (__atomic_load_n(&s->skip_unallocated, __ATOMIC_ACQUIRE)) {
             int64_t top_pnum;
             int top = bdrv_block_status(s->source->bs, false, start, pnum,
                                         &top_pnum, NULL, NULL);
