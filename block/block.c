@@ -90,6 +90,11 @@ BlockDriverState *bdrv_file_bs(const BlockDriverState *bs)
     return bs->file ? bs->file->bs : NULL;
 }
 
+BlockDriverState *bdrv_filter_or_cow_bs(const BlockDriverState *bs)
+{
+    return bs->drv->is_filter ? bdrv_file_bs(bs) : bdrv_backing_bs(bs);
+}
+
 int64_t bdrv_getlength(BlockDriverState *bs)
 {
     /* During its open (a filter making its bitmaps), the driver knows it. */

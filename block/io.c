@@ -477,10 +477,18 @@ int bdrv_block_status_above(BlockDriverState *bs, BlockDriverState *base,
     int d = 1, ret = 0;
     int64_t n = bytes;
 
-    for (p = bs; p && p != base; p = bdrv_backing_bs(p), d++) {
+    /* A filter counts as a layer, as in QEMU's depth. */
+    for (p = bs; p && p != base; p = bdrv_filter_or_cow_bs(p), d++) {
         if (offset >= node_length(p)) {
-            /* Past the end of a shorter backing file: reads return zeroes. */
-            break;
+            /*
+             * Past the end of a shorter backing file: reads return zeroes,
+             * which that layer decides (QEMU's depth counts it).
+             */
+            *pnum = n;
+            if (depth) {
+                *depth = d;
+            }
+            return BDRV_BLOCK_ZERO | BDRV_BLOCK_ALLOCATED;
         }
         ret = bdrv_block_status(p, want_zero, offset, n, &n, NULL, NULL);
         if (ret < 0) {

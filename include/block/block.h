@@ -87,6 +87,8 @@ const char *bdrv_get_format_name(const BlockDriverState *bs);
 bool bdrv_is_read_only(const BlockDriverState *bs);
 BlockDriverState *bdrv_backing_bs(const BlockDriverState *bs);
 BlockDriverState *bdrv_file_bs(const BlockDriverState *bs);
+/* What reads fall through to: a filter's child, else the backing node. */
+BlockDriverState *bdrv_filter_or_cow_bs(const BlockDriverState *bs);
 /* Length in bytes, or a negative errno. */
 int64_t bdrv_getlength(BlockDriverState *bs);
 /* Cluster size of a format node, 0 if it has none. */
@@ -153,10 +155,12 @@ int bdrv_block_status(BlockDriverState *bs, bool want_zero, int64_t offset,
                       int64_t bytes, int64_t *pnum, int64_t *map,
                       BlockDriverState **file);
 /*
- * The same through the backing chain down to (not including) base: ZERO
- * and DATA describe what a read returns; ALLOCATED says some layer above
- * base decides the content. *depth (if not NULL) is 1 for bs, 2 for its
- * backing, ... and 0 if no layer above base allocates the range.
+ * The same through filters and backing files (bdrv_filter_or_cow_bs())
+ * down to (not including) base: ZERO and DATA describe what a read
+ * returns; ALLOCATED says some layer above base decides the content (the
+ * zeroes past the end of a shorter backing file are that file's).
+ * *depth (if not NULL) is 1 for bs, 2 for the node below it, ... and 0 if
+ * no layer above base allocates the range, as QEMU counts.
  */
 int bdrv_block_status_above(BlockDriverState *bs, BlockDriverState *base,
                             bool want_zero, int64_t offset, int64_t bytes,

@@ -101,15 +101,20 @@ class NbdClientsTest(iotests.DaemonTestCase):
             out = qemu_img('compare', '-f', 'raw', '-F', fmt, src, dst)
             self.assertIn('Images are identical', out)
 
+    def binaries(self):
+        """The daemon under test, then QSD when installed and not the
+        daemon under test already."""
+        out = [self.blkd]
+        if self.have_qsd() and os.path.realpath(self.qsd) != \
+                os.path.realpath(self.blkd):
+            out.append(self.qsd)
+        return out
+
     def maps(self, fmt, backing=False):
         """qemu-img map and nbdinfo --map of the same image on each
         daemon."""
         out = []
-        binaries = [self.blkd]
-        if self.have_qsd() and os.path.realpath(self.qsd) != \
-                os.path.realpath(self.blkd):
-            binaries.append(self.qsd)
-        for i, binary in enumerate(binaries):
+        for i, binary in enumerate(self.binaries()):
             self.require_fmt(binary, fmt)
             base = None
             if backing:
@@ -142,6 +147,35 @@ class NbdClientsTest(iotests.DaemonTestCase):
         iotests.skip_if_missing('nbdinfo')
         qmap, nmap = self.maps('qcow2', backing=True)
         self.assertTrue(any(m['zero'] and not m['data'] for m in qmap))
+
+    def test_filter_over_an_overlay_reads_its_backing_file(self):
+        """Reads and block status pass filters down the backing chain:
+        through blkdebug over a qcow2 overlay, the backing file's data
+        reads back (not zeroes) and maps as QEMU maps it."""
+        iotests.skip_if_missing('nbdinfo')
+        maps = []
+        for i, binary in enumerate(self.binaries()):
+            self.require_fmt(binary, 'qcow2')
+            base = self.image('fbase%d.raw' % i)
+            top = self.image('ftop%d.qcow2' % i, 'qcow2',
+                             pattern=[(0x55, 5 * MiB, MiB)], backing=base)
+            d = iotests.Daemon(self, name='filter%d' % i)
+            sock = d.path('nbd.sock')
+            d.start(binary, '--blockdev',
+                    'driver=qcow2,node-name=top,file.driver=file,'
+                    'file.filename=' + top,
+                    '--blockdev', 'driver=blkdebug,node-name=dbg,image=top',
+                    '--nbd-server', 'addr.type=unix,addr.path=' + sock,
+                    '--export', 'type=nbd,id=e0,node-name=dbg,name=dbg')
+            d.wait_socket(sock)
+            u = nh.uri(sock, 'dbg')
+            self.check_qemu_io(u, 'read -P 0x11 0 64k', 'read -P 0x22 1M 3M',
+                               'read -P 0x55 5M 1M', read_only=True)
+            maps.append(json.loads(iotests.run('nbdinfo', '--map', '--json',
+                                               u, check=True).stdout))
+            d.stop()
+        for m in maps[1:]:
+            self.assertEqual(maps[0], m)
 
     def test_nbdcopy_in_and_out(self):
         nbdcopy = iotests.skip_if_missing('nbdcopy')
