@@ -542,6 +542,11 @@ bool bdrv_del_node(const char *node_name, Error **errp)
         error_setg(errp, "Node '%s' is in use by %s", node_name, user);
         return false;
     }
+    /* Held by a user that is not a parent: an export of one of its bitmaps. */
+    if (bs->core->refcnt > 1) {
+        error_setg(errp, "Block device %s is in use", node_name);
+        return false;
+    }
     bs->core->monitor_owned = false;
     bdrv_unref(bs);
     return true;

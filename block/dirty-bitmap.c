@@ -439,6 +439,26 @@ bool bdrv_dirty_bitmap_get(BdrvDirtyBitmap *bm, int64_t offset)
     return dirty;
 }
 
+void bdrv_dirty_bitmap_lock(BdrvDirtyBitmap *bm)
+{
+    lock(bm->bs);
+}
+
+void bdrv_dirty_bitmap_unlock(BdrvDirtyBitmap *bm)
+{
+    unlock(bm->bs);
+}
+
+bool bdrv_dirty_bitmap_next_dirty_area_locked(BdrvDirtyBitmap *bm,
+                                              uint64_t start, uint64_t end,
+                                              uint64_t max_count,
+                                              uint64_t *dirty_start,
+                                              uint64_t *dirty_count)
+{
+    return hbitmap_next_dirty_area(bm->bitmap, start, end, max_count,
+                                   dirty_start, dirty_count);
+}
+
 bool bdrv_dirty_bitmap_create_successor(BdrvDirtyBitmap *bm, Error **errp)
 {
     BdrvDirtyBitmap *child;

@@ -27,7 +27,9 @@
 
 #include <glib-unix.h>
 
+#include "block/bitmap-cmds.h"
 #include "block/block-backend.h"
+#include "block/dirty-bitmap.h"
 #include "nbd/nbd-int.h"
 #include "nbd/nbd-protocol.h"
 #include "nbd/nbd.h"
@@ -107,7 +109,10 @@ static NbdExport *export_find_id(const char *id)
     return NULL;
 }
 
-/* The last reference is gone: detach from the node and tell the user. */
+/*
+ * The last reference is gone: detach from the node, free the bitmaps and
+ * tell the user.
+ */
 static void export_delete(NbdExport *exp)
 {
     size_t i;
@@ -115,6 +120,14 @@ static void export_delete(NbdExport *exp)
     g_assert(exp->refcount == 0 && !exp->in_table && !exp->clients);
     exports = g_list_remove(exports, exp);
     blk_unref(exp->blk);
+    for (i = 0; i < exp->nr_contexts; i++) {
+        BdrvDirtyBitmap *bm = exp->contexts[i].opaque;
+
+        if (exp->contexts[i].kind == NBD_META_DIRTY_BITMAP) {
+            bdrv_dirty_bitmap_set_busy(bm, false);
+            bdrv_unref(bdrv_dirty_bitmap_bs(bm));
+        }
+    }
     qapi_event_send_block_export_deleted(exp->id);
     for (i = 0; i < exp->nr_contexts; i++) {
         g_free(exp->contexts[i].name);
@@ -160,17 +173,73 @@ static void export_request_shutdown(NbdExport *exp)
     export_unref(exp);
 }
 
+/*
+ * The bitmaps block-export-add names, in its order, checked as QEMU's
+ * nbd_export_create() checks them; NULL on error. A name may come twice
+ * (two contexts), as in QEMU.
+ */
+static GPtrArray *export_find_bitmaps(BlockDriverState *bs, bool readonly,
+                                      BlockDirtyBitmapOrStrList *list,
+                                      Error **errp)
+{
+    g_autoptr(GPtrArray) found = g_ptr_array_new();
+    BlockDirtyBitmapOrStrList *l;
+
+    for (l = list; l; l = l->next) {
+        BdrvDirtyBitmap *bm = NULL;
+
+        if (l->value->type == QTYPE_QSTRING) {
+            const char *name = l->value->u.local;
+            BlockDriverState *p;
+
+            for (p = bs; p && !bm; p = bdrv_filter_or_cow_bs(p)) {
+                bm = bdrv_find_dirty_bitmap(p, name);
+            }
+            if (!bm) {
+                error_setg(errp, "Bitmap '%s' is not found", name);
+                return NULL;
+            }
+            /*
+             * What a read-only export serves does not change; a bitmap
+             * still recording writes to its node would. QEMU checks only
+             * this form.
+             */
+            if (readonly && !bdrv_is_read_only(bdrv_dirty_bitmap_bs(bm)) &&
+                bdrv_dirty_bitmap_enabled(bm)) {
+                error_setg(errp, "Enabled bitmap '%s' incompatible with "
+                           "readonly export", name);
+                return NULL;
+            }
+        } else {
+            bm = block_dirty_bitmap_lookup(l->value->u.external->node,
+                                           l->value->u.external->name, NULL,
+                                           errp);
+            if (!bm) {
+                return NULL;
+            }
+        }
+        if (!bdrv_dirty_bitmap_check(bm, BDRV_BITMAP_ALLOW_RO, errp)) {
+            return NULL;
+        }
+        g_ptr_array_add(found, bm);
+    }
+    return g_steal_pointer(&found);
+}
+
 bool qmp_block_export_add(BlockExportOptions *arg, Error **errp)
 {
     const BlockExportOptionsNbd *nbd = &arg->u.nbd;
     bool writable = arg->has_writable && arg->writable;
     const char *name = nbd->name ? nbd->name : arg->node_name;
+    bool allocation_depth = nbd->has_allocation_depth && nbd->allocation_depth;
     g_autofree char *owner = NULL;
+    g_autoptr(GPtrArray) bitmaps = NULL;
     BlockDriverState *bs;
     BlockBackend *blk;
     NbdExport *exp;
     int64_t size;
     bool name_taken;
+    guint i;
 
     /* The checks of QEMU's blk_exp_add(), then nbd_export_create(). */
     if (!id_wellformed(arg->id)) {
@@ -226,6 +295,11 @@ bool qmp_block_export_add(BlockExportOptions *arg, Error **errp)
         blk_unref(blk);
         return false;
     }
+    bitmaps = export_find_bitmaps(bs, !writable, nbd->bitmaps, errp);
+    if (!bitmaps) {
+        blk_unref(blk);
+        return false;
+    }
 
     exp = g_new0(NbdExport, 1);
     exp->id = g_strdup(arg->id);
@@ -247,13 +321,36 @@ bool qmp_block_export_add(BlockExportOptions *arg, Error **errp)
     } else {
         exp->flags |= NBD_FLAG_READ_ONLY;
     }
-    exp->nr_contexts = 1;
-    exp->contexts = g_new0(NbdMetaContext, exp->nr_contexts);
-    exp->contexts[0] = (NbdMetaContext) {
+    exp->contexts = g_new0(NbdMetaContext, 2 + bitmaps->len);
+    exp->contexts[exp->nr_contexts++] = (NbdMetaContext) {
         .name = g_strdup("base:allocation"),
         .id = NBD_META_ID_BASE_ALLOCATION,
         .kind = NBD_META_BASE_ALLOCATION,
     };
+    if (allocation_depth) {
+        exp->contexts[exp->nr_contexts++] = (NbdMetaContext) {
+            .name = g_strdup("qemu:allocation-depth"),
+            .id = NBD_META_ID_ALLOCATION_DEPTH,
+            .kind = NBD_META_ALLOCATION_DEPTH,
+        };
+    }
+    /*
+     * Each bitmap is busy until the export is deleted, and its node stays
+     * (a {node, name} bitmap may live on a node nothing else holds).
+     */
+    for (i = 0; i < bitmaps->len; i++) {
+        BdrvDirtyBitmap *bm = bitmaps->pdata[i];
+
+        exp->contexts[exp->nr_contexts++] = (NbdMetaContext) {
+            .name = g_strdup_printf("qemu:dirty-bitmap:%s",
+                                    bdrv_dirty_bitmap_name(bm)),
+            .id = NBD_META_ID_DIRTY_BITMAP + i,
+            .kind = NBD_META_DIRTY_BITMAP,
+            .opaque = bm,
+        };
+        bdrv_dirty_bitmap_set_busy(bm, true);
+        bdrv_ref(bdrv_dirty_bitmap_bs(bm));
+    }
     exp->user_owned = true;
     exp->refcount = 1;
 

@@ -23,10 +23,10 @@
 typedef struct NbdClient NbdClient;
 
 /*
- * Meta contexts an export offers, in QEMU's numbering: base:allocation is
- * 0, qemu:allocation-depth 1, qemu:dirty-bitmap:<name> 2 + i. Each kind
- * has an extent function in server.c; bitmaps and allocation depth come
- * with a later issue and only add entries here.
+ * Meta contexts an export offers, in QEMU's numbering and order:
+ * base:allocation is 0, qemu:allocation-depth 1 (with allocation-depth),
+ * qemu:dirty-bitmap:<name> 2 + i for the i-th bitmap of block-export-add.
+ * Each kind has an extent function in server.c.
  */
 typedef enum NbdMetaKind {
     NBD_META_BASE_ALLOCATION,
@@ -44,7 +44,8 @@ typedef struct NbdMetaContext {
     char *name;             /* "base:allocation" */
     uint32_t id;            /* the context id sent with block status */
     NbdMetaKind kind;
-    void *opaque;           /* the bitmap, for NBD_META_DIRTY_BITMAP */
+    void *opaque;           /* NBD_META_DIRTY_BITMAP: the bitmap (busy, and
+                               its node referenced, by the export) */
 } NbdMetaContext;
 
 typedef struct NbdExport {

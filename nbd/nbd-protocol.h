@@ -170,9 +170,10 @@ enum {
     NBD_REPLY_TYPE_ERROR_OFFSET = NBD_REPLY_ERR(2),
 };
 
-/* base:allocation extent flags. */
+/* Extent flags: base:allocation's, then qemu:dirty-bitmap:NAME's. */
 #define NBD_STATE_HOLE          (1 << 0)
 #define NBD_STATE_ZERO          (1 << 1)
+#define NBD_STATE_DIRTY         (1 << 0)
 
 /* Error values on the wire (not the host's errno numbers). */
 enum {

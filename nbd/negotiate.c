@@ -371,28 +371,36 @@ static int opt_list(NbdClient *c, Error **errp)
 }
 
 /*
- * Whether a meta-context query selects a context. An exact name always
- * does; in LIST, a bare namespace ("base:", "qemu:") or the bitmap prefix
- * ("qemu:dirty-bitmap:") selects every context under it. SET ignores the
- * bare forms, and unknown names select nothing (not an error), as in QEMU.
+ * Marks in selected[] the contexts (names[]) a meta-context query
+ * selects. An exact name selects its context (the first, should a bitmap
+ * be exported twice, as in QEMU); in LIST, a bare namespace ("base:",
+ * "qemu:") or the bitmap prefix ("qemu:dirty-bitmap:") selects every
+ * context under it. SET ignores the bare forms, and unknown names select
+ * nothing (not an error), as in QEMU.
  */
-static bool meta_query_selects(const char *query, const char *context,
-                               bool list)
+static void meta_query_select(const char *query, GPtrArray *names,
+                              bool *selected, bool list)
 {
     static const char *const groups[] = {
         "base:", "qemu:", "qemu:dirty-bitmap:",
     };
-    size_t i;
+    size_t g;
+    guint i;
 
-    if (!strcmp(query, context)) {
-        return true;
-    }
-    for (i = 0; list && i < G_N_ELEMENTS(groups); i++) {
-        if (!strcmp(query, groups[i]) && g_str_has_prefix(context, groups[i])) {
-            return true;
+    for (i = 0; i < names->len; i++) {
+        if (!strcmp(query, names->pdata[i])) {
+            selected[i] = true;
+            return;
         }
     }
-    return false;
+    for (g = 0; list && g < G_N_ELEMENTS(groups); g++) {
+        if (strcmp(query, groups[g])) {
+            continue;
+        }
+        for (i = 0; i < names->len; i++) {
+            selected[i] |= g_str_has_prefix(names->pdata[i], groups[g]);
+        }
+    }
 }
 
 /* NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT. */
@@ -474,9 +482,7 @@ static int opt_meta_context(NbdClient *c, Error **errp)
             return ret;
         }
         query[len] = '\0';
-        for (i = 0; i < names->len; i++) {
-            selected[i] |= meta_query_selects(query, names->pdata[i], list);
-        }
+        meta_query_select(query, names, selected, list);
     }
     if (c->optlen) {
         return opt_reject_length(c, errp);

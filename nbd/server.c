@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "block/dirty-bitmap.h"
 #include "nbd/client.h"
 #include "nbd/nbd-protocol.h"
 
@@ -307,23 +308,36 @@ static bool extents_add(NbdExtents *ea, uint64_t len, uint32_t flags)
     return true;
 }
 
-/* base:allocation: HOLE where reads are not backed by data, ZERO where
- * they return zeroes, over the whole backing chain. */
-static int base_allocation_extents(NbdClient *c, uint64_t offset,
-                                   uint64_t bytes, NbdExtents *ea)
+/*
+ * The contexts block status of the chain answers. base:allocation: HOLE
+ * where reads are not backed by data, ZERO where they return zeroes.
+ * qemu:allocation-depth: which layer decides the content, 1 for the
+ * export's node, 2 for the one below, 0 for none (QEMU's
+ * bdrv_is_allocated_above(), which asks without want_zero).
+ */
+static int block_status_extents(NbdClient *c, NbdMetaKind kind,
+                                uint64_t offset, uint64_t bytes,
+                                NbdExtents *ea)
 {
+    bool base = kind == NBD_META_BASE_ALLOCATION;
+
     while (bytes) {
         int64_t pnum;
         uint32_t flags;
-        int ret = blk_block_status(c->exp->blk, true, offset, bytes, &pnum,
-                                   NULL);
+        int depth;
+        int ret = blk_block_status(c->exp->blk, base, offset, bytes, &pnum,
+                                   &depth);
 
         if (ret < 0) {
             return ret;
         }
         pnum = CLAMP(pnum, 1, (int64_t)bytes);
-        flags = (ret & BDRV_BLOCK_DATA ? 0 : NBD_STATE_HOLE) |
-                (ret & BDRV_BLOCK_ZERO ? NBD_STATE_ZERO : 0);
+        if (base) {
+            flags = (ret & BDRV_BLOCK_DATA ? 0 : NBD_STATE_HOLE) |
+                    (ret & BDRV_BLOCK_ZERO ? NBD_STATE_ZERO : 0);
+        } else {
+            flags = depth;
+        }
         if (!extents_add(ea, pnum, flags)) {
             break;
         }
@@ -331,6 +345,37 @@ static int base_allocation_extents(NbdClient *c, uint64_t offset,
         bytes -= pnum;
     }
     return 0;
+}
+
+/*
+ * qemu:dirty-bitmap:NAME: DIRTY over the dirty runs, found with the
+ * bitmap's skipping search, so the cost follows the runs, not the range.
+ * Past the bitmap's end (a {node, name} bitmap of a smaller node) is
+ * clean, as in QEMU.
+ */
+static void dirty_bitmap_extents(BdrvDirtyBitmap *bm, uint64_t offset,
+                                 uint64_t bytes, NbdExtents *ea)
+{
+    uint64_t start = offset, end = offset + bytes;
+    uint64_t dirty_start, dirty_count;
+    bool full = false;
+
+    bdrv_dirty_bitmap_lock(bm);
+    while (start < end &&
+           bdrv_dirty_bitmap_next_dirty_area_locked(bm, start, end,
+                                                    end - start, &dirty_start,
+                                                    &dirty_count)) {
+        if (!extents_add(ea, dirty_start - start, 0) ||
+            !extents_add(ea, dirty_count, NBD_STATE_DIRTY)) {
+            full = true;
+            break;
+        }
+        start = dirty_start + dirty_count;
+    }
+    if (!full) {
+        extents_add(ea, end - start, 0);
+    }
+    bdrv_dirty_bitmap_unlock(bm);
 }
 
 static bool send_block_status(NbdClient *c, NbdRequest *req,
@@ -348,11 +393,15 @@ static bool send_block_status(NbdClient *c, NbdRequest *req,
 
     switch (ctx->kind) {
     case NBD_META_BASE_ALLOCATION:
-        ret = base_allocation_extents(c, req->from, req->len, &ea);
+    case NBD_META_ALLOCATION_DEPTH:
+        ret = block_status_extents(c, ctx->kind, req->from, req->len, &ea);
+        break;
+    case NBD_META_DIRTY_BITMAP:
+        dirty_bitmap_extents(ctx->opaque, req->from, req->len, &ea);
+        ret = 0;
         break;
     default:
-        ret = -ENOTSUP;     /* contexts of later issues */
-        break;
+        g_assert_not_reached();
     }
     if (ret < 0) {
         g_array_free(ea.extents, TRUE);

@@ -96,6 +96,19 @@ int64_t bdrv_dirty_bitmap_next_dirty(BdrvDirtyBitmap *bm, int64_t offset,
 bool bdrv_dirty_bitmap_get(BdrvDirtyBitmap *bm, int64_t offset);
 
 /*
+ * A reader walking many runs (NBD block status) holds the node's bitmap
+ * lock over the walk: writes wait to mark, so the walk sees one state.
+ */
+void bdrv_dirty_bitmap_lock(BdrvDirtyBitmap *bm);
+void bdrv_dirty_bitmap_unlock(BdrvDirtyBitmap *bm);
+/* hbitmap_next_dirty_area() of bm's bits, under bdrv_dirty_bitmap_lock(). */
+bool bdrv_dirty_bitmap_next_dirty_area_locked(BdrvDirtyBitmap *bm,
+                                              uint64_t start, uint64_t end,
+                                              uint64_t max_count,
+                                              uint64_t *dirty_start,
+                                              uint64_t *dirty_count);
+
+/*
  * The successor protocol of backup jobs. create_successor freezes bm
  * (busy, disabled) and starts an unnamed successor that records new
  * writes if bm did. abdicate: the successor replaces bm (bm's bits are
