@@ -596,9 +596,32 @@ static void queue_request(NbdClient *c, NbdRequest *req)
 }
 
 /*
- * Reads one request and either queues it or answers its error. Returns
- * false when the client is to be dropped (errp says why, unless it left
- * or disconnected politely).
+ * Whether the reader answers req itself rather than a worker: block
+ * status of bitmaps only (or refused) reads no block data, and a hand-off
+ * would cost a thread wake-up per request, which is the latency a client
+ * walking a map waits on, request after request.
+ */
+static bool answered_by_reader(const NbdClient *c, const NbdRequest *req)
+{
+    size_t i;
+
+    if (req->type != NBD_CMD_BLOCK_STATUS) {
+        return false;
+    }
+    for (i = 0; c->meta_count && i < c->exp->nr_contexts; i++) {
+        if (c->meta_selected[i] &&
+            c->exp->contexts[i].kind != NBD_META_DIRTY_BITMAP) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Reads one request and either queues it, answers it (see
+ * answered_by_reader()) or answers its error. Returns false when the
+ * client is to be dropped (errp says why, unless it left or disconnected
+ * politely).
  */
 static bool receive_request(NbdClient *c, Error **errp)
 {
@@ -682,8 +705,9 @@ static bool receive_request(NbdClient *c, Error **errp)
                                   nbd_cmd_name(req->type), req->flags);
         }
     }
-    if (err) {
-        bool ok = send_generic(c, req->handle, -EINVAL, err);
+    if (err || answered_by_reader(c, req)) {
+        bool ok = err ? send_generic(c, req->handle, -EINVAL, err)
+                      : handle_request(c, req);
 
         request_free(c, req);
         if (!ok) {
