@@ -1,12 +1,15 @@
 #!/usr/bin/python3
-"""Runs every QMP example of docs/interop/bitmaps.rst against blkd.
+"""Runs every example of docs/interop/bitmaps.rst against blkd.
 
-The guide's examples are code blocks of '->' requests and '<-' replies; an
-'Options:' paragraph before them says how to start the daemon, and the
-blocks after it share that daemon. An 'Image:' paragraph before the
+The guide's examples are code blocks of '->' requests and '<-' replies,
+and of '$ ' commands (run without a shell) followed by their exact
+output, up to a blank line or the next step; an 'Options:' paragraph
+before them says how to start the daemon, and the blocks after it share
+that daemon. An 'Image:' paragraph before the
 options names qemu-img commands that make the images it uses; they run in
-a directory kept for the whole guide, where the daemons run too, so a
-later daemon finds what an earlier one stored. A reply matches when every
+a directory kept for the whole guide, where the daemons and the commands
+run too, so a later daemon finds what an earlier one stored and relative
+socket paths work. A reply matches when every
 member it shows is in the real reply with that value (lists: same length,
 element by element), so a guide can leave out members that do not matter.
 """
@@ -34,8 +37,9 @@ def paragraph(lines, i):
 
 
 def parse_guide(path):
-    """[(options, image commands, [(request, expected_reply), ...]), ...]
-    in guide order."""
+    """[(options, image commands, steps), ...] in guide order; a step is
+    ('qmp', request, expected reply) or ('run', argv, expected output
+    lines)."""
     with open(path, encoding='utf-8') as f:
         lines = f.read().splitlines()
     sections = []
@@ -58,8 +62,18 @@ def parse_guide(path):
             request = json.loads(line.strip()[3:])
             reply = lines[i + 1].strip()
             assert reply.startswith('<- '), 'request without reply: %s' % line
-            sections[-1][2].append((request, json.loads(reply[3:])))
+            sections[-1][2].append(('qmp', request, json.loads(reply[3:])))
             i += 2
+            continue
+        if line.strip().startswith('$ '):
+            argv = shlex.split(line.strip()[2:])
+            i += 1
+            output = []
+            while i < len(lines) and lines[i].strip() and \
+                    not lines[i].strip().startswith(('-> ', '$ ')):
+                output.append(lines[i].strip())
+                i += 1
+            sections[-1][2].append(('run', argv, output))
             continue
         i += 1
     return sections
@@ -78,8 +92,10 @@ def matches(expected, actual):
 class TestBitmapsGuide(unittest.TestCase):
     def test_guide_has_examples(self):
         sections = parse_guide(GUIDE)
-        self.assertGreaterEqual(len(sections), 7)
-        self.assertGreaterEqual(sum(len(s[2]) for s in sections), 28)
+        self.assertGreaterEqual(len(sections), 8)
+        steps = [step[0] for s in sections for step in s[2]]
+        self.assertGreaterEqual(steps.count('qmp'), 28)
+        self.assertGreaterEqual(steps.count('run'), 2)
         for _, images, _ in sections:
             for command in images:
                 self.assertEqual(command[0], 'qemu-img', command)
@@ -100,11 +116,18 @@ class TestBitmapsGuide(unittest.TestCase):
                 daemon = iotests.Daemon(self, name='guide%d' % n)
                 daemon.start(iotests.BLKD, *options, cwd=workdir)
                 qmp = daemon.qmp(negotiate=True)
-                for request, expected in steps:
-                    reply = qmp.cmd_raw(request)
+                for kind, what, expected in steps:
+                    if kind == 'run':
+                        r = iotests.run(iotests.skip_if_missing(what[0]),
+                                        *what[1:], cwd=workdir)
+                        got = [x.strip() for x in r.stdout.splitlines()]
+                        self.assertEqual((r.returncode, got), (0, expected),
+                                         '%s\n%s' % (what, r.stderr))
+                        continue
+                    reply = qmp.cmd_raw(what)
                     self.assertTrue(matches(expected, reply),
                                     'request %s\nexpected %s\ngot      %s'
-                                    % (json.dumps(request), json.dumps(expected),
+                                    % (json.dumps(what), json.dumps(expected),
                                        json.dumps(reply)))
                 daemon.stop()
 
