@@ -336,6 +336,21 @@ static void test_permission_conflict_names_user(void)
     bdrv_del_node("n", &error_abort);
 }
 
+/* A node another user holds a reference to (an export of its bitmap). */
+static void test_referenced_node_not_deleted(void)
+{
+    BlockDriverState *bs = block_test_open("{\"driver\": \"null-co\", \"node-name\": \"n\"}",
+                                           &error_abort);
+    g_autoptr(Error) err = NULL;
+
+    bdrv_ref(bs);
+    g_assert_false(bdrv_del_node("n", &err));
+    g_assert_cmpstr(error_get_pretty(err), ==, "Block device n is in use");
+    bdrv_unref(bs);
+    g_assert_true(bdrv_del_node("n", &error_abort));
+    g_assert_null(bdrv_find_node("n"));
+}
+
 static void test_read_only_node_refuses_writers(void)
 {
     BlockDriverState *bs = block_test_open("{\"driver\": \"null-co\", \"node-name\": \"n\","
@@ -499,6 +514,8 @@ int main(int argc, char **argv)
                     test_write_zeroes_unaligned_and_no_fallback);
     g_test_add_func("/block/blkdebug/injects-once", test_blkdebug_injects_once);
     g_test_add_func("/block/perm/conflict-names-user", test_permission_conflict_names_user);
+    g_test_add_func("/block/graph/referenced-node-not-deleted",
+                    test_referenced_node_not_deleted);
     g_test_add_func("/block/perm/read-only-node-refuses-writers",
                     test_read_only_node_refuses_writers);
     g_test_add_func("/block/file/locks-like-qemu", test_file_locks_like_qemu);

@@ -289,6 +289,45 @@ static void test_inconsistent_may_only_be_removed(void)
     bdrv_del_node("n", &error_abort);
 }
 
+/* The runs a reader walks under the lock: whole granules, clipped to the range. */
+static void test_walk_dirty_areas(void)
+{
+    BlockDriverState *bs = open_node("{\"driver\": \"null-co\", \"node-name\": \"n\","
+                                     " \"size\": 1048576}");
+    BlockBackend *blk = attach(bs);
+    BdrvDirtyBitmap *bm = bdrv_create_dirty_bitmap(bs, 4096, "a", &error_abort);
+    const uint64_t want[][2] = {
+        { 8192, 4096 }, { 61440, 8192 }, { 1044480, 4096 },
+    };
+    uint64_t start = 0, s, n;
+    char buf[100] = { 1 };
+    size_t i = 0;
+
+    g_assert_cmpint(blk_pwrite(blk, 8192, 100, buf, 0), ==, 0);
+    g_assert_cmpint(blk_pwrite(blk, 65535, 2, buf, 0), ==, 0);
+    g_assert_cmpint(blk_pwrite(blk, 1048575, 1, buf, 0), ==, 0);
+    bdrv_dirty_bitmap_lock(bm);
+    while (bdrv_dirty_bitmap_next_dirty_area_locked(bm, start, 1048576,
+                                                    1048576, &s, &n)) {
+        g_assert_cmpuint(i, <, G_N_ELEMENTS(want));
+        g_assert_cmpuint(s, ==, want[i][0]);
+        g_assert_cmpuint(n, ==, want[i][1]);
+        start = s + n;
+        i++;
+    }
+    g_assert_cmpuint(i, ==, G_N_ELEMENTS(want));
+    /* From inside a run, up to a limit. */
+    g_assert_true(bdrv_dirty_bitmap_next_dirty_area_locked(bm, 63000, 65000,
+                                                           1000, &s, &n));
+    g_assert_cmpuint(s, ==, 63000);
+    g_assert_cmpuint(n, ==, 1000);
+    g_assert_false(bdrv_dirty_bitmap_next_dirty_area_locked(bm, 12288, 61440,
+                                                            4096, &s, &n));
+    bdrv_dirty_bitmap_unlock(bm);
+    blk_unref(blk);
+    bdrv_del_node("n", &error_abort);
+}
+
 /* Counts against a model: one byte per granule of the finest granularity. */
 static void test_random_extents_match_model(void)
 {
@@ -371,5 +410,6 @@ int main(int argc, char **argv)
                     test_inconsistent_may_only_be_removed);
     g_test_add_func("/dirty-bitmap/random-extents-match-model",
                     test_random_extents_match_model);
+    g_test_add_func("/dirty-bitmap/walk-dirty-areas", test_walk_dirty_areas);
     return block_test_run();
 }
