@@ -39,6 +39,7 @@ bench: all
 	build/bench/hbitmap
 	/usr/bin/python3 bench/nbd.py build/blkd
 	/usr/bin/python3 bench/bitmaps.py build/blkd
+	/usr/bin/python3 bench/nbd_bitmap.py build/blkd
 	/usr/bin/python3 bench/backup.py build/blkd
 
 clean:
