@@ -180,23 +180,6 @@ class ExportedImage:
         return h
 
 
-def have_driver(testcase, binary, fmt):
-    """Whether @binary opens @fmt images (blkd gains drivers over time)."""
-    require_qemu_tools()
-    d = tmpdir(testcase)
-    img = make_image(os.path.join(d, 'probe.' + fmt), 1 << 20, fmt)
-    daemon = iotests.Daemon(None, name='probe')
-    try:
-        daemon.start(binary)
-        c = daemon.qmp()
-        c.negotiate()
-        r = c.cmd('blockdev-add', driver=fmt, node_name='probe',
-                  file={'driver': 'file', 'filename': img})
-        return 'error' not in r
-    finally:
-        daemon.cleanup()
-
-
 # ---- a raw client ----------------------------------------------------------
 
 class ProtocolError(Exception):

@@ -251,8 +251,6 @@ class NbdBitmapsTest(iotests.DaemonTestCase):
         return top
 
     def run_allocation_depth(self, binary):
-        if not nh.have_driver(self, binary, 'qcow2'):
-            self.skipTest('%s has no qcow2 driver yet' % binary)
         top = self.chain(os.path.basename(binary))
         d, c, sock = self.start(
             binary, '--blockdev', 'driver=qcow2,node-name=top,'
@@ -576,14 +574,6 @@ class NbdBitmapsTest(iotests.DaemonTestCase):
         qemu_img('bitmap', '--disable', img, 'p')
         d, c, sock = self.start(
             binary, '--blockdev', 'driver=qcow2,node-name=disk,'
-            'file.driver=file,file.filename=' + img)
-        if bitmap_states(c, 'disk') is None or \
-                'p' not in bitmap_states(c, 'disk'):
-            self.skipTest('%s does not load bitmaps from qcow2 images yet'
-                          % binary)
-        d.stop()
-        d, c, sock = self.start(
-            binary, '--blockdev', 'driver=qcow2,node-name=disk,'
             'file.driver=file,file.filename=' + img,
             export=['type=nbd,id=e0,node-name=disk,bitmaps.0=p,'
                     'allocation-depth=on'])
@@ -593,8 +583,6 @@ class NbdBitmapsTest(iotests.DaemonTestCase):
         return out
 
     def test_bitmap_of_an_image_exported_on_the_command_line(self):
-        if not nh.have_driver(self, self.blkd, 'qcow2'):
-            self.skipTest('no qcow2 driver yet')
         out = self.assertSameOnAll(self.run_image_bitmap)
         self.assertEqual(parse_map(out[0]), [(0, 3 * MiB, 0),
                                              (3 * MiB, 64 * 1024, 1),

@@ -41,10 +41,6 @@ class NbdClientsTest(iotests.DaemonTestCase):
             return path
         return make_image(path, size, fmt, pattern)
 
-    def require_fmt(self, binary, fmt):
-        if fmt != 'raw' and not nh.have_driver(self, binary, fmt):
-            self.skipTest('%s has no %s driver yet' % (binary, fmt))
-
     def check_qemu_io(self, uri, *cmds, read_only=False):
         args = ['-r'] if read_only else []
         for c in cmds:
@@ -56,7 +52,6 @@ class NbdClientsTest(iotests.DaemonTestCase):
         return out
 
     def io_round_trip(self, fmt):
-        self.require_fmt(self.blkd, fmt)
         img = self.image('rt.' + fmt, fmt)
         e = ExportedImage(self, self.blkd, img, fmt=fmt)
         self.check_qemu_io(
@@ -85,8 +80,6 @@ class NbdClientsTest(iotests.DaemonTestCase):
 
     def test_qemu_img_convert_in_and_out(self):
         for fmt in ('raw', 'qcow2'):
-            if fmt == 'qcow2' and not nh.have_driver(self, self.blkd, fmt):
-                continue        # blkd without a qcow2 driver yet
             src = self.image('src-%s.raw' % fmt)
             dst = self.image('dst.' + fmt, fmt, pattern=())
             e = ExportedImage(self, self.blkd, dst, fmt=fmt)
@@ -115,7 +108,6 @@ class NbdClientsTest(iotests.DaemonTestCase):
         daemon."""
         out = []
         for i, binary in enumerate(self.binaries()):
-            self.require_fmt(binary, fmt)
             base = None
             if backing:
                 base = self.image('base%d.raw' % i, pattern=[
@@ -155,7 +147,6 @@ class NbdClientsTest(iotests.DaemonTestCase):
         iotests.skip_if_missing('nbdinfo')
         maps = []
         for i, binary in enumerate(self.binaries()):
-            self.require_fmt(binary, 'qcow2')
             base = self.image('fbase%d.raw' % i)
             top = self.image('ftop%d.qcow2' % i, 'qcow2',
                              pattern=[(0x55, 5 * MiB, MiB)], backing=base)
