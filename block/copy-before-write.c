@@ -1,8 +1,9 @@
 /*
  * The "copy-before-write" filter; see include/block/copy-before-write.h.
  *
- * Reads and flushes go to the file child (the source). A write,
- * write-zeroes or discard first copies what is still to be copied in the
+ * Reads, flushes and the source side of a copy offload go to the file
+ * child (the source). A write, write-zeroes, discard or the target side
+ * of a copy offload first copies what is still to be copied in the
  * clusters it touches from the source to the target (block-copy, which
  * also makes it wait for a copy of those clusters already under way),
  * then goes to the source. Its two unnamed bitmaps are QEMU's: "access"
@@ -142,6 +143,23 @@ static int cbw_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     return ret < 0 ? ret : bdrv_pdiscard(bs->file, offset, bytes);
 }
 
+static int cbw_copy_range_from(BlockDriverState *bs, int64_t offset,
+                               BdrvChild *dst, int64_t dst_offset, int64_t bytes)
+{
+    return bdrv_copy_range(bs->file, offset, dst, dst_offset, bytes);
+}
+
+/* A backup's target being backed up in turn: its old data goes first, as for a write. */
+static int cbw_copy_range_to(BlockDriverState *bs, int64_t offset,
+                             BlockDriverState *src, int64_t src_offset,
+                             int64_t bytes)
+{
+    int ret = copy_before_write(bs, offset, bytes);
+
+    return ret < 0 ? ret : bdrv_copy_range_to(src, src_offset, bs->file, offset,
+                                              bytes);
+}
+
 static void cbw_child_perm(BlockDriverState *bs, BdrvChild *c, uint64_t perm,
                            uint64_t shared, uint64_t *child_perm,
                            uint64_t *child_shared)
@@ -174,6 +192,8 @@ const BlockDriver bdrv_copy_before_write = {
     .pwrite_zeroes = cbw_pwrite_zeroes,
     .pdiscard = cbw_pdiscard,
     .supports_fua = true,
+    .copy_range_from = cbw_copy_range_from,
+    .copy_range_to = cbw_copy_range_to,
 };
 
 static BlockdevRef *reference(const char *node_name)

@@ -4,7 +4,8 @@
  * aio=threads does blocking preadv/pwritev in the calling thread, which is
  * already a worker (an NBD client's, a job's). aio=native submits to a
  * Linux AIO context and waits for its completion, which a per-node thread
- * collects; it needs O_DIRECT, as in QEMU.
+ * collects; it needs O_DIRECT, as in QEMU. Copy offload between two file
+ * nodes is copy_file_range(2), in the calling thread whatever the aio mode.
  *
  * Locking: the same open file description locks QEMU takes, so that QEMU
  * and blkd processes see each other: for each permission bit i a shared
@@ -394,6 +395,48 @@ static int file_flush(BlockDriverState *bs)
     return fdatasync(s->fd) < 0 ? -errno : 0;
 }
 
+/* The source side ends here: the target side copies from this file. */
+static int file_copy_range_from(BlockDriverState *bs, int64_t offset,
+                                BdrvChild *dst, int64_t dst_offset,
+                                int64_t bytes)
+{
+    return bdrv_copy_range_to(bs, offset, dst, dst_offset, bytes);
+}
+
+static int file_copy_range_to(BlockDriverState *bs, int64_t offset,
+                              BlockDriverState *src, int64_t src_offset,
+                              int64_t bytes)
+{
+    BDRVFileState *s = bs->opaque;
+    int src_fd;
+
+    if (src->drv != bs->drv) {
+        return -ENOTSUP;
+    }
+    src_fd = ((BDRVFileState *)src->opaque)->fd;
+    while (bytes > 0) {
+        loff_t in = src_offset, out = offset;
+        ssize_t n = copy_file_range(src_fd, &in, s->fd, &out, bytes, 0);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            /* Not between these files (file systems, kernel, O_DIRECT). */
+            return errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP ||
+                   errno == EINVAL ? -ENOTSUP : -errno;
+        }
+        if (n == 0) {
+            /* The source ended early: the read path knows what that reads. */
+            return -ENOTSUP;
+        }
+        src_offset += n;
+        offset += n;
+        bytes -= n;
+    }
+    return 0;
+}
+
 static int file_block_status(BlockDriverState *bs, bool want_zero,
                              int64_t offset, int64_t bytes, int64_t *pnum,
                              int64_t *map, BlockDriverState **file)
@@ -625,5 +668,7 @@ const BlockDriver bdrv_file = {
     .flush = file_flush,
     .block_status = file_block_status,
     .supports_fua = true,
+    .copy_range_from = file_copy_range_from,
+    .copy_range_to = file_copy_range_to,
     .create = file_create,
 };

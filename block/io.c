@@ -1,7 +1,8 @@
 /*
  * The request path every read and write takes, from any thread: bounds,
  * alignment for the driver, transfer limits, FUA, write-zeroes fallback,
- * discard policy, detect-zeroes, and block status through backing chains.
+ * discard policy, detect-zeroes, copy offload (a read of one node that
+ * is a write of another), and block status through backing chains.
  *
  * Alignment: drivers see only requests aligned to bl.request_alignment.
  * An unaligned write is a read-modify-write of the aligned blocks around
@@ -417,6 +418,72 @@ int bdrv_flush(BlockDriverState *bs)
 
         ret = bdrv_flush(c->bs);
     }
+    return ret;
+}
+
+/* Copy offload is all or nothing: no read-modify-write for partial blocks. */
+static bool copy_range_aligned(BlockDriverState *bs, int64_t offset,
+                               int64_t bytes)
+{
+    return !((offset | bytes) & (bs->bl.request_alignment - 1));
+}
+
+/* The source side: checked and split as a read (reads are not tracked). */
+int bdrv_copy_range(BdrvChild *src, int64_t src_offset, BdrvChild *dst,
+                    int64_t dst_offset, int64_t bytes)
+{
+    BlockDriverState *bs = src->bs;
+    uint64_t chunk = max_chunk(bs);
+    int ret = check_bounds(bs, src_offset, bytes);
+
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    if (!bs->drv->copy_range_from || !copy_range_aligned(bs, src_offset, bytes)) {
+        return -ENOTSUP;
+    }
+    while (bytes > 0 && ret == 0) {
+        int64_t n = MIN((uint64_t)bytes, chunk);
+
+        ret = bs->drv->copy_range_from(bs, src_offset, dst, dst_offset, n);
+        src_offset += n;
+        dst_offset += n;
+        bytes -= n;
+    }
+    return ret;
+}
+
+/* The target side: checked, tracked, split and marked as an aligned write. */
+int bdrv_copy_range_to(BlockDriverState *src, int64_t src_offset,
+                       BdrvChild *dst, int64_t dst_offset, int64_t bytes)
+{
+    BlockDriverState *bs = dst->bs;
+    uint64_t chunk = max_chunk(bs);
+    int64_t offset = dst_offset, left = bytes;
+    BdrvTrackedRequest req;
+    int ret = check_bounds(bs, dst_offset, bytes);
+
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    if (bs->read_only) {
+        return -EPERM;
+    }
+    if (!bs->drv->copy_range_to || !copy_range_aligned(bs, dst_offset, bytes)) {
+        return -ENOTSUP;
+    }
+    track_begin(bs, &req, dst_offset, bytes);
+    while (left > 0 && ret == 0) {
+        int64_t n = MIN((uint64_t)left, chunk);
+
+        ret = bs->drv->copy_range_to(bs, offset, src, src_offset, n);
+        src_offset += n;
+        offset += n;
+        left -= n;
+    }
+    track_end(bs, &req);
+    /* The write hook, as bdrv_pwrite() marks: failed or not. */
+    bdrv_set_dirty(bs, dst_offset, bytes);
     return ret;
 }
 

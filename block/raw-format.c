@@ -1,7 +1,8 @@
 /*
  * The "raw" format driver: the file's bytes as they are, optionally a
- * window of them (offset, size). Requests pass to the file child shifted
- * by the offset; permissions pass through unchanged.
+ * window of them (offset, size). Requests, copy offload's both sides
+ * included, pass to the file child shifted by the offset; permissions
+ * pass through unchanged.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -86,6 +87,23 @@ static int raw_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     return bdrv_pdiscard(bs->file, s->offset + offset, bytes);
 }
 
+static int raw_copy_range_from(BlockDriverState *bs, int64_t offset,
+                               BdrvChild *dst, int64_t dst_offset, int64_t bytes)
+{
+    BDRVRawState *s = bs->opaque;
+
+    return bdrv_copy_range(bs->file, s->offset + offset, dst, dst_offset, bytes);
+}
+
+static int raw_copy_range_to(BlockDriverState *bs, int64_t offset,
+                             BlockDriverState *src, int64_t src_offset,
+                             int64_t bytes)
+{
+    BDRVRawState *s = bs->opaque;
+
+    return bdrv_copy_range_to(src, src_offset, bs->file, s->offset + offset, bytes);
+}
+
 static int raw_block_status(BlockDriverState *bs, bool want_zero, int64_t offset,
                             int64_t bytes, int64_t *pnum, int64_t *map,
                             BlockDriverState **file)
@@ -132,6 +150,8 @@ const BlockDriver bdrv_raw = {
     .pwrite_zeroes = raw_pwrite_zeroes,
     .pdiscard = raw_pdiscard,
     .block_status = raw_block_status,
+    .copy_range_from = raw_copy_range_from,
+    .copy_range_to = raw_copy_range_to,
     /* FUA travels to the file with the write. */
     .supports_fua = true,
 };

@@ -145,6 +145,17 @@ int bdrv_pwrite_zeroes(BdrvChild *child, int64_t offset, int64_t bytes,
                        BdrvRequestFlags flags);
 int bdrv_pdiscard(BdrvChild *child, int64_t offset, int64_t bytes);
 int bdrv_flush(BlockDriverState *bs);
+/*
+ * Copy offload: [src_offset, src_offset+bytes) of src to dst at
+ * dst_offset, done below the drivers (copy_file_range() between two
+ * files) without passing through a buffer. A read of src and a write of
+ * dst to the request path: dst's checks, tracking and dirty bitmaps are a
+ * write's. -ENOTSUP when some node on the way cannot (another driver, a
+ * request not aligned for a node, different file systems): the caller
+ * copies by read and write instead.
+ */
+int bdrv_copy_range(BdrvChild *src, int64_t src_offset, BdrvChild *dst,
+                    int64_t dst_offset, int64_t bytes);
 
 /*
  * Status of [offset, offset+bytes) in bs alone: returns BDRV_BLOCK_* flags

@@ -196,6 +196,24 @@ struct BlockDriver {
                         BlockDriverState **file);
     /* Whether native FUA writes exist (else the core adds a flush). */
     bool supports_fua;
+    /*
+     * Copy offload (block-copy's copies): bytes of bs at offset to dst at
+     * dst_offset, without passing through a buffer. The source side: a
+     * driver whose offsets map onto a child passes the request on with
+     * bdrv_copy_range() on that child; a protocol driver hands it to the
+     * target side with bdrv_copy_range_to(). The target side likewise
+     * passes down with bdrv_copy_range_to() until a protocol driver copies
+     * from src, the protocol node the source side ended at. The core's
+     * guarantees hold on both sides, each for its own node (offset
+     * aligned, within bounds, bytes within max_transfer); the target side
+     * is tracked and marks the dirty bitmaps as a write. NULL or -ENOTSUP:
+     * not here, the caller copies by read and write.
+     */
+    int (*copy_range_from)(BlockDriverState *bs, int64_t offset,
+                           BdrvChild *dst, int64_t dst_offset, int64_t bytes);
+    int (*copy_range_to)(BlockDriverState *bs, int64_t offset,
+                         BlockDriverState *src, int64_t src_offset,
+                         int64_t bytes);
 
     /* --- a create job's thread ---------------------------------------- */
 
@@ -238,6 +256,15 @@ int bdrv_child_truncate(BdrvChild *child, int64_t size, Error **errp);
 int64_t bdrv_child_getlength(BdrvChild *child);
 /* Bytes a node takes on its storage ("actual-size"), or -errno. */
 int64_t bdrv_get_allocated_file_size(BlockDriverState *bs);
+
+/*
+ * The target side of a copy offload, for drivers' copy_range_from and
+ * copy_range_to (bdrv_copy_range() in block.h is the source side): bytes
+ * of protocol node src at src_offset to dst at dst_offset, through dst's
+ * request path as a write. -ENOTSUP if dst cannot.
+ */
+int bdrv_copy_range_to(BlockDriverState *src, int64_t src_offset,
+                       BdrvChild *dst, int64_t dst_offset, int64_t bytes);
 
 /* Allocates a buffer fit for I/O on bs (bs->bl.min_mem_alignment). */
 void *bdrv_blockalign(BlockDriverState *bs, size_t size);
