@@ -23,6 +23,7 @@ struct BlockCopyState {
     BdrvDirtyBitmap *copy_bitmap;
     bool skip_unallocated;
     BdrvRequestFlags write_flags;   /* BDRV_REQ_WRITE_COMPRESSED or 0 */
+    gint use_copy_range;    /* atomic: offload until it first fails */
     GMutex lock;
     GCond cond;             /* a copy in flight finished */
     GList *tasks;           /* BlockCopyTask *, in flight */
@@ -30,6 +31,12 @@ struct BlockCopyState {
     void (*progress)(void *opaque, int64_t bytes);
     void *progress_opaque;
 };
+
+/* Offload copies whole clusters: the node's alignment must divide them and the end. */
+static bool copy_range_suits(BdrvChild *c, int64_t cluster_size, int64_t len)
+{
+    return !((cluster_size | len) & (c->bs->bl.request_alignment - 1));
+}
 
 BlockCopyState *block_copy_state_new(BdrvChild *source, BdrvChild *target,
                                      Error **errp)
@@ -48,6 +55,8 @@ BlockCopyState *block_copy_state_new(BdrvChild *source, BdrvChild *target,
     s->len = len;
     /* A cluster of the target is never copied in part. */
     s->cluster_size = MAX(65536, target_cluster);
+    s->use_copy_range = copy_range_suits(source, s->cluster_size, len) &&
+                        copy_range_suits(target, s->cluster_size, len);
     s->copy_bitmap = bdrv_create_dirty_bitmap(source->bs, s->cluster_size, NULL,
                                               &error_abort);
     bdrv_disable_dirty_bitmap(s->copy_bitmap);
@@ -95,6 +104,10 @@ void block_copy_set_skip_unallocated(BlockCopyState *s, bool skip)
 void block_copy_set_compress(BlockCopyState *s, bool compress)
 {
     s->write_flags = compress ? BDRV_REQ_WRITE_COMPRESSED : 0;
+    /* Offload copies bytes as they are: never compressed. */
+    if (compress) {
+        g_atomic_int_set(&s->use_copy_range, 0);
+    }
 }
 
 static BlockCopyTask *overlapping_task(BlockCopyState *s, int64_t start, int64_t end)
@@ -152,12 +165,29 @@ static void release(BlockCopyState *s, BlockCopyTask *task, bool failed)
 }
 
 /*
+ * Data by copy offload while the nodes allow it. After any failure, never
+ * again (QEMU's choice): the read and write that follow then report a
+ * real error, on the side it is on.
+ */
+static bool try_copy_range(BlockCopyState *s, int64_t offset, int64_t bytes)
+{
+    if (!g_atomic_int_get(&s->use_copy_range)) {
+        return false;
+    }
+    if (bdrv_copy_range(s->source, offset, s->target, offset, bytes) == 0) {
+        return true;
+    }
+    g_atomic_int_set(&s->use_copy_range, 0);
+    return false;
+}
+
+/*
  * Copies [start, end) of the source to the target: zeroes as zeroes.
  * Compressed writes take whole target clusters, so then every run is
  * whole copy clusters, as in QEMU: a shorter one is a cluster of data.
  */
-static int copy_range(BlockCopyState *s, int64_t start, int64_t end,
-                      bool *error_is_read)
+static int copy_clusters(BlockCopyState *s, int64_t start, int64_t end,
+                         bool *error_is_read)
 {
     int64_t unit = s->write_flags & BDRV_REQ_WRITE_COMPRESSED ? s->cluster_size : 1;
     void *buf = NULL;
@@ -201,7 +231,7 @@ static int copy_range(BlockCopyState *s, int64_t start, int64_t end,
             /* A target opened with discard=unmap stays sparse there. */
             ret = bdrv_pwrite_zeroes(s->target, start, pnum, BDRV_REQ_MAY_UNMAP);
             *error_is_read = false;
-        } else {
+        } else if (!try_copy_range(s, start, pnum)) {
             if (!buf) {
                 buf = bdrv_blockalign(s->target->bs,
                                       MIN(end - start, (int64_t)BLOCK_COPY_MAX_CHUNK * 16));
@@ -241,7 +271,7 @@ int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
             break;
         }
         g_mutex_unlock(&s->lock);
-        ret = copy_range(s, task.start, task.end, error_is_read);
+        ret = copy_clusters(s, task.start, task.end, error_is_read);
         release(s, &task, ret < 0);
     }
     return ret;
@@ -284,7 +314,7 @@ int64_t block_copy_task_bytes(const BlockCopyTask *task)
 
 int block_copy_run(BlockCopyState *s, BlockCopyTask *task, bool *error_is_read)
 {
-    int ret = copy_range(s, task->start, task->end, error_is_read);
+    int ret = copy_clusters(s, task->start, task->end, error_is_read);
 
     release(s, task, ret < 0);
     g_free(task);

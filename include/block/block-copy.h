@@ -10,7 +10,10 @@
  * and the background copy never copy the same cluster twice and a guest
  * write waits for a copy of its clusters already under way; a failed copy
  * sets its bits again. Zero areas (block status) are written as zeroes,
- * not data. Any thread.
+ * not data. Data goes by copy offload (bdrv_copy_range()) while source
+ * and target allow it: decided at creation by their alignment, and given
+ * up for good, for read and write, the first time an offload fails. Any
+ * thread.
  */
 #ifndef BLOCK_BLOCK_COPY_H
 #define BLOCK_BLOCK_COPY_H

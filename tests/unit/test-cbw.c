@@ -4,7 +4,9 @@
  * shows them; permissions while the filter is in place; errors.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "block-test-helpers.h"
 #include "block/copy-before-write.h"
@@ -321,6 +323,72 @@ static void test_compressed_copy_takes_whole_clusters(void)
     teardown(&st);
 }
 
+/* Whether [offset, offset+bytes) of the file is a hole. */
+static bool file_hole(const char *path, off_t offset, off_t bytes)
+{
+    int fd = open(path, O_RDONLY);
+    off_t data;
+
+    g_assert_cmpint(fd, >=, 0);
+    data = lseek(fd, offset, SEEK_DATA);
+    close(fd);
+    return data < 0 || data >= offset + bytes;
+}
+
+/*
+ * Block-copy of a source whose first MiB is zero data (allocated), into a
+ * target with detect-zeroes=unmap: read and write hand the target a zero
+ * buffer, which it punches out; an offload copies the bytes as they are.
+ * blkdebug in front of the source cannot offload.
+ */
+static void copy_zero_data(bool via_blkdebug)
+{
+    g_autofree char *tgt_path = block_test_file("tgt.img", SIZE);
+    g_autofree char *tgt_json = g_strdup_printf(
+        "{\"driver\": \"raw\", \"node-name\": \"tgt\", \"detect-zeroes\": \"unmap\","
+        " \"discard\": \"unmap\","
+        " \"file\": {\"driver\": \"file\", \"filename\": \"%s\"}}", tgt_path);
+    g_autofree char *orig = g_malloc(SIZE), *after = g_malloc(SIZE);
+    BlockDriverState *src_top = NULL, *filter;
+    BlockCopyState *bcs;
+    BlockCopyTask *task;
+    bool is_read;
+    Setup st;
+
+    setup(&st, tgt_json, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, true);
+    fill(st.guest, 9, orig);
+    memset(orig, 0, 1 << 20);
+    g_assert_cmpint(blk_pwrite(st.guest, 0, 1 << 20, orig, 0), ==, 0);
+    if (via_blkdebug) {
+        src_top = block_test_open("{\"driver\": \"blkdebug\", \"node-name\": \"dbg\","
+                                  " \"image\": \"src\"}", &error_abort);
+    }
+    filter = bdrv_cbw_append(src_top ? src_top : st.src, st.tgt, NULL, &bcs,
+                             &error_abort);
+    while ((task = block_copy_claim(bcs, BLOCK_COPY_MAX_CHUNK))) {
+        g_assert_cmpint(block_copy_run(bcs, task, &is_read), ==, 0);
+    }
+    g_assert_cmpint(blk_pread(st.reader, 0, SIZE, after, 0), ==, 0);
+    g_assert_true(memcmp(after, orig, SIZE) == 0);
+    g_assert_cmpint(file_hole(tgt_path, 0, 1 << 20), ==, via_blkdebug);
+    g_assert_false(file_hole(tgt_path, 1 << 20, SIZE - (1 << 20)));
+    bdrv_cbw_drop(filter);
+    if (src_top) {
+        g_assert_true(bdrv_del_node("dbg", &error_abort));
+    }
+    teardown(&st);
+}
+
+static void test_block_copy_offloads_data_as_it_is(void)
+{
+    copy_zero_data(false);
+}
+
+static void test_block_copy_falls_back_to_read_and_write(void)
+{
+    copy_zero_data(true);
+}
+
 int main(int argc, char **argv)
 {
     block_test_init(&argc, &argv);
@@ -336,5 +404,9 @@ int main(int argc, char **argv)
                     test_failed_chunk_retried_after_the_others);
     g_test_add_func("/cbw/compressed-copy-takes-whole-clusters",
                     test_compressed_copy_takes_whole_clusters);
+    g_test_add_func("/cbw/block-copy-offloads-data-as-it-is",
+                    test_block_copy_offloads_data_as_it_is);
+    g_test_add_func("/cbw/block-copy-falls-back-to-read-and-write",
+                    test_block_copy_falls_back_to_read_and_write);
     return block_test_run();
 }
