@@ -168,6 +168,47 @@ static int read_backing(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
 
 /* ---- read -------------------------------------------------------------- */
 
+/*
+ * Where a read at offset starts: *t, *entry and *n as lookup() says; for a
+ * data or compressed cluster also *host, whose bytes stay registered in io
+ * (not reused) until read_end().
+ */
+static int read_begin(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                      Qcow2HostIO *io, Qcow2ClusterType *t, uint64_t *entry,
+                      uint64_t *n, uint64_t *host)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t len;
+    int ret;
+
+    *t = QCOW2_CLUSTER_UNALLOCATED;
+    g_mutex_lock(&s->lock);
+    ret = s->broken ? -EIO : lookup(bs, offset, bytes, entry, n);
+    if (ret == 0) {
+        *t = qcow2_cluster_type(s, *entry);
+    }
+    if (*t == QCOW2_CLUSTER_NORMAL) {
+        *host = (*entry & L2E_OFFSET_MASK) + qcow2_offset_into_cluster(s, offset);
+        host_io_begin(s, io, *host, *host + *n);
+    } else if (*t == QCOW2_CLUSTER_COMPRESSED) {
+        qcow2_compressed_range(s, *entry, host, &len);
+        host_io_begin(s, io, *host, *host + len);
+    }
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static void read_end(BlockDriverState *bs, Qcow2ClusterType t, Qcow2HostIO *io)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_COMPRESSED) {
+        g_mutex_lock(&s->lock);
+        host_io_end(s, io);
+        g_mutex_unlock(&s->lock);
+    }
+}
+
 int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
                  void *buf, BdrvRequestFlags flags)
 {
@@ -175,29 +216,14 @@ int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
     uint8_t *p = buf;
 
     while (bytes > 0) {
-        uint64_t entry, n, host = 0, len;
-        Qcow2ClusterType t = QCOW2_CLUSTER_UNALLOCATED;
+        uint64_t entry = 0, n = 0, host = 0;
+        Qcow2ClusterType t;
         Qcow2HostIO io;
-        int ret;
+        int ret = read_begin(bs, offset, bytes, &io, &t, &entry, &n, &host);
 
-        g_mutex_lock(&s->lock);
-        ret = s->broken ? -EIO : lookup(bs, offset, bytes, &entry, &n);
-        if (ret == 0) {
-            t = qcow2_cluster_type(s, entry);
-        }
-        if (t == QCOW2_CLUSTER_NORMAL) {
-            host = (entry & L2E_OFFSET_MASK) +
-                   qcow2_offset_into_cluster(s, offset);
-            host_io_begin(s, &io, host, host + n);
-        } else if (t == QCOW2_CLUSTER_COMPRESSED) {
-            qcow2_compressed_range(s, entry, &host, &len);
-            host_io_begin(s, &io, host, host + len);
-        }
-        g_mutex_unlock(&s->lock);
         if (ret < 0) {
             return ret;
         }
-
         switch (t) {
         case QCOW2_CLUSTER_UNALLOCATED:
             ret = read_backing(bs, offset, n, p);
@@ -219,18 +245,56 @@ int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
             break;
         }
         }
-
-        if (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_COMPRESSED) {
-            g_mutex_lock(&s->lock);
-            host_io_end(s, &io);
-            g_mutex_unlock(&s->lock);
-        }
+        read_end(bs, t, &io);
         if (ret < 0) {
             return ret;
         }
         offset += n;
         bytes -= n;
         p += n;
+    }
+    return 0;
+}
+
+/* Whether the backing file has all of [offset, offset+bytes). */
+static bool backing_holds(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
+{
+    int64_t len = bs->backing ? bdrv_child_getlength(bs->backing) : 0;
+
+    return len > 0 && offset + bytes <= (uint64_t)len;
+}
+
+/*
+ * Copy offload's source side, as QEMU's: data clusters from where they lie
+ * in the file, unallocated ones from the backing file. Zeroes and
+ * compressed clusters have no bytes to copy as they are: -ENOTSUP.
+ */
+int qcow2_copy_range_from(BlockDriverState *bs, int64_t offset, BdrvChild *dst,
+                          int64_t dst_offset, int64_t bytes)
+{
+    while (bytes > 0) {
+        uint64_t entry = 0, n = 0, host = 0;
+        Qcow2ClusterType t;
+        Qcow2HostIO io;
+        int ret = read_begin(bs, offset, bytes, &io, &t, &entry, &n, &host);
+
+        if (ret < 0) {
+            return ret;
+        }
+        if (t == QCOW2_CLUSTER_NORMAL) {
+            ret = bdrv_copy_range(bs->file, host, dst, dst_offset, n);
+        } else if (t == QCOW2_CLUSTER_UNALLOCATED && backing_holds(bs, offset, n)) {
+            ret = bdrv_copy_range(bs->backing, offset, dst, dst_offset, n);
+        } else {
+            ret = -ENOTSUP;
+        }
+        read_end(bs, t, &io);
+        if (ret < 0) {
+            return ret;
+        }
+        offset += n;
+        dst_offset += n;
+        bytes -= n;
     }
     return 0;
 }

@@ -736,6 +736,7 @@ const BlockDriver bdrv_qcow2 = {
 
     .getlength = qcow2_getlength,
     .preadv = qcow2_preadv,
+    .copy_range_from = qcow2_copy_range_from,
     .pwritev = qcow2_pwritev,
     .pwritev_compressed = qcow2_pwritev_compressed,
     .pwrite_zeroes = qcow2_pwrite_zeroes,

@@ -316,6 +316,8 @@ int qcow2_create(BlockdevCreateOptions *opts, Error **errp);
 
 int qcow2_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
                  void *buf, BdrvRequestFlags flags);
+int qcow2_copy_range_from(BlockDriverState *bs, int64_t offset, BdrvChild *dst,
+                          int64_t dst_offset, int64_t bytes);
 int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
                   const void *buf, BdrvRequestFlags flags);
 int qcow2_pwritev_compressed(BlockDriverState *bs, int64_t offset,

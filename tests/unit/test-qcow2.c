@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "qcow2-test-helpers.h"
+#include "block/block_int.h"
 #include "block/qapi.h"
 #include "block/qcow2.h"
 #include "util/main-loop.h"
@@ -97,6 +98,63 @@ static void test_read_backing_chain(void)
           "top.qcow2 6M");
     SH_OK("qemu-io -c 'write -P 0x73 150K 10K' top.qcow2");
     assert_reads_like_qemu("top.qcow2", NULL);
+}
+
+/* Copies [offset, offset+bytes) of image name to the same place of raw file dst. */
+static int copy_range_to_raw(const char *name, const char *dst, int64_t offset,
+                             int64_t bytes)
+{
+    g_autofree char *path = path_of(dst);
+    g_autofree char *json = g_strdup_printf(
+        "{\"driver\": \"file\", \"node-name\": \"d\", \"filename\": \"%s\"}", path);
+    BlockDriverState *d, *qw, *dw;
+    int ret;
+
+    /* Raw nodes over both: their file children are the request's BdrvChild. */
+    open_qcow2(name, true, NULL, &error_abort);
+    d = block_test_open(json, &error_abort);
+    qw = block_test_open("{\"driver\": \"raw\", \"node-name\": \"qw\", \"file\": \"q\"}",
+                         &error_abort);
+    dw = block_test_open("{\"driver\": \"raw\", \"node-name\": \"dw\", \"file\": \"d\"}",
+                         &error_abort);
+    g_assert_true(dw->file->bs == d);
+    ret = bdrv_copy_range(qw->file, offset, dw->file, offset, bytes);
+    g_assert_true(bdrv_del_node("qw", &error_abort));
+    g_assert_true(bdrv_del_node("dw", &error_abort));
+    g_assert_true(bdrv_del_node("q", &error_abort));
+    g_assert_true(bdrv_del_node("d", &error_abort));
+    return ret;
+}
+
+/* Copy offload from data clusters and the backing file; not zeroes nor compressed. */
+static void test_copy_range_from_data_and_backing(void)
+{
+    g_autofree uint8_t *got = NULL, *want = NULL;
+    gsize len;
+
+    if (!block_test_have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 cbase.qcow2 3M");
+    SH_OK("qemu-io -c 'write -P 0x71 0 3M' cbase.qcow2");
+    SH_OK("qemu-img create -q -f qcow2 -b cbase.qcow2 -F qcow2 ctop.qcow2 4M");
+    SH_OK("qemu-io -c 'write -P 0x72 1M 1M' -c 'write -z 2M 64K' ctop.qcow2");
+    SH_OK("qemu-img convert -c -O qcow2 ctop.qcow2 ccomp.qcow2");
+    SH_OK("qemu-img convert -O raw ctop.qcow2 cexpect.raw");
+    SH_OK("qemu-img create -q -f raw cdst.raw 4M");
+
+    g_assert_cmpint(copy_range_to_raw("ctop.qcow2", "cdst.raw", 0, 2 * MiB), ==, 0);
+    g_assert_cmpint(copy_range_to_raw("ctop.qcow2", "cdst.raw", 2 * MiB, 64 * KiB),
+                    ==, -ENOTSUP);
+    /* Unallocated past the end of the backing file: zeroes, not bytes. */
+    g_assert_cmpint(copy_range_to_raw("ctop.qcow2", "cdst.raw", 3 * MiB, 64 * KiB),
+                    ==, -ENOTSUP);
+    g_assert_cmpint(copy_range_to_raw("ccomp.qcow2", "cdst.raw", 0, 64 * KiB),
+                    ==, -ENOTSUP);
+    got = read_file("cdst.raw", &len);
+    g_assert_cmpuint(len, ==, 4 * MiB);
+    want = read_file("cexpect.raw", &len);
+    g_assert_cmpmem(got, 2 * MiB, want, 2 * MiB);
 }
 
 /* ---- block status and queries ------------------------------------------ */
@@ -1455,6 +1513,8 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/refuse/data-file", test_refuse_data_file);
     g_test_add_func("/qcow2/refuse/zstd", test_refuse_zstd);
     g_test_add_func("/qcow2/refuse/unknown-feature", test_refuse_unknown_feature);
+    g_test_add_func("/qcow2/copy-range/from-data-and-backing",
+                    test_copy_range_from_data_and_backing);
     g_test_add_func("/qcow2/refuse/not-qcow2", test_refuse_not_qcow2);
     g_test_add_func("/qcow2/corruption/marks-image", test_corruption_marks_image);
     g_test_add_func("/qcow2/backing/without-format", test_backing_without_format);
