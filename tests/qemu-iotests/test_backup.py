@@ -17,6 +17,9 @@ import iotests
 SIZE = 64 << 20
 # What start() writes into the source image before the daemon opens it.
 SOURCE_DATA = ('write -P 0x11 0 8M', 'write -P 0x22 20M 1M')
+EIO = 5
+# blkdebug rules failing every write with EIO, for add_target().
+WRITE_ERRORS = [{'event': 'write_aio', 'errno': EIO}]
 
 
 CLUSTER = 64 * 1024
@@ -85,6 +88,7 @@ class BackupTestCase(iotests.DaemonTestCase):
         d.start(binary, *args, *extra)
         d.nbd = sock
         d.src = src
+        d.size = size
         return d, d.qmp(negotiate=True)
 
     def wait_job(self, qmp, job_id, timeout=60):
@@ -119,6 +123,20 @@ class BackupTestCase(iotests.DaemonTestCase):
                 return j
             self.assertLess(time.monotonic(), deadline, repr(j))
             time.sleep(0.01)
+
+    def add_target(self, d, qmp, name, inject=None, path=None):
+        """A raw target node @name over the raw image @path (by default a
+        new one, '<name>.img', of the disks' size), through blkdebug when
+        there are errors to @inject (QEMU raises write_aio from the format
+        above blkdebug, so raw is on top)."""
+        if path is None:
+            path = d.path(name + '.img')
+            iotests.run('qemu-img', 'create', '-f', 'raw', path, str(d.size),
+                        check=True)
+        image = {'driver': 'file', 'filename': path}
+        if inject is not None:
+            image = {'driver': 'blkdebug', 'inject-error': inject, 'image': image}
+        qmp.command('blockdev-add', driver='raw', node_name=name, file=image)
 
     def bitmaps(self, qmp, node):
         for info in qmp.command('query-named-block-nodes', flat=True):
@@ -302,13 +320,7 @@ class BitmapModeTest(BackupTestCase):
         qemu_io(d.nbd, 'write -P 0x77 5M 64k')
         target = 'tgt0'
         if fail:
-            # raw over blkdebug: QEMU raises write_aio from the format above.
-            qmp.command('blockdev-add', {
-                'driver': 'raw', 'node-name': 'bad',
-                'file': {'driver': 'blkdebug',
-                         'inject-error': [{'event': 'write_aio', 'errno': 5}],
-                         'image': {'driver': 'file',
-                                   'filename': d.path('tgt0.img')}}})
+            self.add_target(d, qmp, 'bad', WRITE_ERRORS, path=d.path('tgt0.img'))
             target = 'bad'
         sync = 'bitmap' if mode == 'never' else 'full'
         qmp.command('blockdev-backup', job_id='j', device='src', target=target,

@@ -16,7 +16,8 @@ import shutil
 import unittest
 
 import iotests
-from test_backup import BackupTestCase, CLUSTER, SIZE, clusters, count, qemu_io
+from test_backup import (BackupTestCase, CLUSTER, SIZE, WRITE_ERRORS, clusters, count,
+                         qemu_io)
 
 
 class ChainTestCase(BackupTestCase):
@@ -152,20 +153,10 @@ class DifferentialTest(ChainTestCase):
 
 class RetryAfterFailureTest(ChainTestCase):
 
-    def add_bad_target(self, d, qmp):
-        iotests.run('qemu-img', 'create', '-f', 'raw', d.path('bad.img'),
-                    str(SIZE), check=True)
-        # raw over blkdebug: QEMU raises write_aio from the format above.
-        qmp.command('blockdev-add', {
-            'driver': 'raw', 'node-name': 'bad',
-            'file': {'driver': 'blkdebug',
-                     'inject-error': [{'event': 'write_aio', 'errno': 5}],
-                     'image': {'driver': 'file', 'filename': d.path('bad.img')}}})
-
     def run_retry(self, binary):
         """Failed full, good full, failed incremental, retried incremental."""
         d, qmp = self.start(binary, targets=2)
-        self.add_bad_target(d, qmp)
+        self.add_target(d, qmp, 'bad', WRITE_ERRORS)
         qmp.command('block-dirty-bitmap-add', node='src', name='b0')
         log = []
         w0 = ['write -P 0x41 3M 64k', 'write -P 0x42 12M 4k']

@@ -14,9 +14,8 @@ import shutil
 import time
 import unittest
 
-from test_backup import BackupTestCase, CLUSTER, SIZE, clusters, qemu_io
+from test_backup import BackupTestCase, CLUSTER, EIO, SIZE, clusters, qemu_io
 
-EIO = 5
 ENOSPC = 28
 
 MiB = 1 << 20
@@ -98,17 +97,8 @@ class PolicyTestCase(BackupTestCase):
                 f.truncate(SMALL)
         d.initial = d.path('initial.img')
         shutil.copyfile(d.tgt, d.initial)
-        self.add_target(d, qmp, 'tgt', tgt_inject)
+        self.add_target(d, qmp, 'tgt', tgt_inject, path=d.tgt)
         return d, qmp
-
-    def add_target(self, d, qmp, name, inject=None):
-        """A raw node @name over the file d.tgt, through blkdebug when
-        there are errors to @inject (QEMU raises write_aio from the format
-        above blkdebug, so raw is on top)."""
-        image = {'driver': 'file', 'filename': d.tgt}
-        if inject is not None:
-            image = {'driver': 'blkdebug', 'inject-error': inject, 'image': image}
-        qmp.command('blockdev-add', driver='raw', node_name=name, file=image)
 
     def next_event(self, d, qmp, pred, timeout=30):
         """Waits for the first event matching @pred; all are logged."""
@@ -182,7 +172,7 @@ class TargetErrorStopTest(PolicyTestCase):
         qmp.command('block-dirty-bitmap-add', node='src', name='b')
         qemu_io(d.nbd, 'write -P 0x33 1M 64k', 'write -P 0x44 30M 4k')
         self.add_target(d, qmp, 'bad', [{'event': 'write_aio', 'errno': errno,
-                                         'once': True}])
+                                         'once': True}], path=d.tgt)
         at_start = self.snapshot(d, 'at.img')
         qmp.command('blockdev-backup', job_id='j', device='src', target='bad',
                     sync='full', bitmap='b', bitmap_mode='on-success',
@@ -436,9 +426,9 @@ class WritesDuringRetryTest(PolicyTestCase):
         """An incremental that fails (report) on a target error, and its
         retry to a good target, with writes during both and between."""
         d, qmp = self.start_small(binary, previous=True)
-        d.tgt = d.path('bad.img')
-        shutil.copyfile(d.initial, d.tgt)
-        self.add_target(d, qmp, 'bad', error_at('write_aio'))
+        bad = d.path('bad.img')
+        shutil.copyfile(d.initial, bad)
+        self.add_target(d, qmp, 'bad', error_at('write_aio'), path=bad)
         qmp.command('block-dirty-bitmap-add', node='src', name='b')
         qemu_io(d.nbd, *BEFORE)
         writes = [['write -P 0x51 64k 64k', 'write -P 0x52 3M 4k'],
