@@ -15,8 +15,6 @@ import unittest
 import iotests
 
 SIZE = 64 << 20
-# What start() writes into the source image before the daemon opens it.
-SOURCE_DATA = ('write -P 0x11 0 8M', 'write -P 0x22 20M 1M')
 EIO = 5
 # blkdebug rules failing every write with EIO, for add_target().
 WRITE_ERRORS = [{'event': 'write_aio', 'errno': EIO}]
@@ -48,34 +46,57 @@ def count(qmp_bitmaps, name='b0'):
     return bm['count']
 
 
-def qemu_io(sock, *cmds):
+def disk(i):
+    """The node (and export) name of source disk i."""
+    return 'src%s' % (i or '')
+
+
+def source_data(i):
+    """What start() writes into source disk i by default before the daemon
+    opens it: the same places on each disk, in patterns of its own."""
+    return ('write -P %d 0 8M' % (0x11 + i), 'write -P %d 20M 1M' % (0x22 + i))
+
+
+def qemu_io(sock, *cmds, export='src'):
     args = ['qemu-io', '-f', 'raw']
     for c in cmds:
         args += ['-c', c]
-    args.append('nbd+unix:///src?socket=' + sock)
+    args.append('nbd+unix:///%s?socket=%s' % (export, sock))
     res = iotests.run(*args, check=True)
     return res.stdout
 
 
 class BackupTestCase(iotests.DaemonTestCase):
-    """A source raw image with data, exported over NBD, and raw targets."""
+    """Source raw images with data, exported over NBD, and raw targets."""
 
     def start(self, binary, targets=1, extra=(), src_node=True, size=SIZE,
-              data=SOURCE_DATA):
-        """Images of @size bytes, the source holding the qemu-io writes
-        @data. With src_node False only the file node 'srcf' is opened:
-        the caller adds 'src' and its export once the daemon runs."""
+              data=None, sources=1):
+        """Source disk i is 'src' (i = 0) or 'src<i>', raw over the file
+        node '<name>f' of the image '<name>.img' (its path in d.srcs),
+        exported over NBD under its name; each holds the qemu-io writes
+        @data, by default source_data(i).  Targets 'tgt<i>' are raw over
+        empty images 'tgt<i>.img'; every image has @size bytes.  With
+        src_node False only the file nodes are opened: the caller adds the
+        sources and their exports once the daemon runs."""
         iotests.skip_if_missing('qemu-img')
         iotests.skip_if_missing('qemu-io')
         d = iotests.Daemon(self, name=os.path.basename(binary))
-        src = d.path('src.img')
-        iotests.run('qemu-img', 'create', '-f', 'raw', src, str(size), check=True)
-        if data:
-            writes = [arg for cmd in data for arg in ('-c', cmd)]
-            iotests.run('qemu-io', '-f', 'raw', *writes, src, check=True)
-        args = ['--blockdev', 'driver=file,node-name=srcf,filename=' + src]
-        if src_node:
-            args += ['--blockdev', 'driver=raw,node-name=src,file=srcf']
+        args = []
+        d.srcs = []
+        for i in range(sources):
+            name = disk(i)
+            src = d.path(name + '.img')
+            iotests.run('qemu-img', 'create', '-f', 'raw', src, str(size),
+                        check=True)
+            writes = source_data(i) if data is None else data
+            if writes:
+                iotests.run('qemu-io', '-f', 'raw',
+                            *[arg for cmd in writes for arg in ('-c', cmd)], src,
+                            check=True)
+            args += ['--blockdev', 'driver=file,node-name=%sf,filename=%s' % (name, src)]
+            if src_node:
+                args += ['--blockdev', 'driver=raw,node-name=%s,file=%sf' % (name, name)]
+            d.srcs.append(src)
         for i in range(targets):
             tgt = d.path('tgt%d.img' % i)
             iotests.run('qemu-img', 'create', '-f', 'raw', tgt, str(size), check=True)
@@ -84,10 +105,12 @@ class BackupTestCase(iotests.DaemonTestCase):
         sock = d.path('nbd.sock')
         args += ['--nbd-server', 'addr.type=unix,addr.path=' + sock]
         if src_node:
-            args += ['--export', 'nbd,id=e0,node-name=src,name=src,writable=on']
+            for i in range(sources):
+                name = disk(i)
+                args += ['--export', 'nbd,id=e%d,node-name=%s,name=%s,writable=on'
+                         % (i, name, name)]
         d.start(binary, *args, *extra)
         d.nbd = sock
-        d.src = src
         d.size = size
         return d, d.qmp(negotiate=True)
 
@@ -144,10 +167,10 @@ class BackupTestCase(iotests.DaemonTestCase):
                 return info.get('dirty-bitmaps', [])
         return []
 
-    def snapshot(self, d, name):
-        """A copy of the source image as it is now (no writer running)."""
+    def snapshot(self, d, name, disk=0):
+        """A copy of a source image as it is now (no writer running)."""
         path = d.path(name)
-        shutil.copyfile(d.src, path)
+        shutil.copyfile(d.srcs[disk], path)
         return path
 
     def assertSameImage(self, a, b):

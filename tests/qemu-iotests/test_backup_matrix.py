@@ -261,7 +261,7 @@ class FleecingTest(MatrixTestCase):
         self.assertSameImage(expected, d.tgt)
         if outcome != 'cancel':
             # The failed write changed nothing.
-            self.assertTrue(read_cluster(d.src, ERROR_AT // CLUSTER) ==
+            self.assertTrue(read_cluster(d.srcs[0], ERROR_AT // CLUSTER) ==
                             read_cluster(at_start, ERROR_AT // CLUSTER))
         mapped = iotests.run('qemu-img', 'map', '--output=json', '-f', 'raw',
                              d.tgt, check=True).stdout
@@ -354,7 +354,8 @@ class TopOverlayTest(MatrixTestCase):
                         file=files[name], backing='base')
         qmp.command('block-export-add', type='nbd', id='e0', node_name='src',
                     name='src', writable=True)
-        d.base, d.tgt, d.log, d.pending = base, tgt, [], []
+        d.base, d.tgt = base, tgt
+        self.log_events(d)
         return d, qmp
 
     def run_top(self, binary, args, mode, outcome):

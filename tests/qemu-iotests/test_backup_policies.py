@@ -78,9 +78,13 @@ class PolicyTestCase(BackupTestCase):
                          'inject-error': src_inject, 'image': 'srcf'}})
         qmp.command('block-export-add', type='nbd', id='e0', node_name='src',
                     name='src', writable=True)
+        self.log_events(d)
+        return d, qmp
+
+    def log_events(self, d):
+        """Starts the log of d's events that next_event() keeps."""
         d.log = []
         d.pending = []
-        return d, qmp
 
     def start_small(self, binary, src_inject=None, tgt_inject=None, previous=False):
         """start_policy() on a SMALL disk (a hole until BEFORE is written),
@@ -91,7 +95,7 @@ class PolicyTestCase(BackupTestCase):
         d, qmp = self.start_policy(binary, src_inject, targets=0, size=SMALL,
                                    data=())
         if previous:
-            shutil.copyfile(d.src, d.tgt)
+            shutil.copyfile(d.srcs[0], d.tgt)
         else:
             with open(d.tgt, 'wb') as f:
                 f.truncate(SMALL)

@@ -67,12 +67,12 @@ class DriveBackupTestCase(BackupTestCase):
                 '--blockdev', 'driver=qcow2,node-name=src,file=srcf',
                 '--nbd-server', 'addr.type=unix,addr.path=' + sock,
                 '--export', 'nbd,id=e0,node-name=src,name=src,writable=on')
-        d.nbd, d.src = sock, top
+        d.nbd, d.srcs = sock, [top]
         return d, d.qmp(negotiate=True)
 
     def snapshot_raw(self, d, name):
         """The source as a guest sees it now (no writer running)."""
-        return to_raw(d.src, d.path(name))
+        return to_raw(d.srcs[0], d.path(name))
 
     def end_event(self, qmp, job_id):
         ev = self.wait_job(qmp, job_id)
@@ -124,7 +124,7 @@ class SyncModesTest(DriveBackupTestCase):
             if sync == 'none':
                 at_start = self.snapshot_raw(d, 'after-none.raw')
         d.stop()
-        for path in (d.src, d.path('t0.img')):
+        for path in (d.srcs[0], d.path('t0.img')):
             self.assertEqual(iotests.run('qemu-img', 'check', path).returncode, 0)
         return got
 
