@@ -540,7 +540,7 @@ int bdrv_block_status_above(BlockDriverState *bs, BlockDriverState *base,
                             bool want_zero, int64_t offset, int64_t bytes,
                             int64_t *pnum, int *depth)
 {
-    BlockDriverState *p;
+    BlockDriverState *p, *bottom = NULL;
     int d = 1, ret = 0;
     int64_t n = bytes;
 
@@ -568,11 +568,20 @@ int bdrv_block_status_above(BlockDriverState *bs, BlockDriverState *base,
             }
             return ret & ~BDRV_BLOCK_EOF;
         }
+        bottom = p;
     }
     /* Nothing above base decides this range. */
     *pnum = MIN(n, node_length(bs) - offset);
     if (depth) {
         *depth = 0;
     }
-    return base ? 0 : BDRV_BLOCK_ZERO;
+    if (base) {
+        return 0;
+    }
+    /*
+     * A format without a backing file reads it as zeroes; a node that
+     * cannot have one and tells neither (null-co without read-zeroes)
+     * leaves it unknown, as QEMU does: readers copy it as data.
+     */
+    return bottom->drv->supports_backing ? BDRV_BLOCK_ZERO : 0;
 }

@@ -168,10 +168,12 @@ int bdrv_block_status(BlockDriverState *bs, bool want_zero, int64_t offset,
 /*
  * The same through filters and backing files (bdrv_filter_or_cow_bs())
  * down to (not including) base: ZERO and DATA describe what a read
- * returns; ALLOCATED says some layer above base decides the content (the
- * zeroes past the end of a shorter backing file are that file's).
- * *depth (if not NULL) is 1 for bs, 2 for the node below it, ... and 0 if
- * no layer above base allocates the range, as QEMU counts.
+ * returns (neither: unknown, such as a range of null-co without
+ * read-zeroes that no layer above allocates); ALLOCATED says some layer
+ * above base decides the content (the zeroes past the end of a shorter
+ * backing file are that file's). *depth (if not NULL) is 1 for bs, 2 for
+ * the node below it, ... and 0 if no layer above base allocates the
+ * range, as QEMU counts.
  */
 int bdrv_block_status_above(BlockDriverState *bs, BlockDriverState *base,
                             bool want_zero, int64_t offset, int64_t bytes,

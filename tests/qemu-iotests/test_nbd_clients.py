@@ -168,6 +168,38 @@ class NbdClientsTest(iotests.DaemonTestCase):
         for m in maps[1:]:
             self.assertEqual(maps[0], m)
 
+    def null_co_maps(self, binary):
+        """nbdinfo --map of null-co exports: without read-zeroes, with it,
+        and raw over one without."""
+        sock = os.path.join(self.tmp, 'null.sock')
+        args = ['--blockdev', 'driver=null-co,node-name=n,size=%d' % MiB,
+                '--blockdev', 'driver=null-co,node-name=z,size=%d,'
+                              'read-zeroes=on' % MiB,
+                '--blockdev', 'driver=raw,node-name=r,file=n',
+                '--nbd-server', 'addr.type=unix,addr.path=' + sock]
+        for node in 'nzr':
+            args += ['--export', 'nbd,id=%s,node-name=%s,name=%s'
+                     % (node, node, node)]
+        d = self.start_daemon(binary, *args)
+        d.wait_socket(sock)
+        maps = [json.loads(iotests.run('nbdinfo', '--map', '--json',
+                                       nh.uri(sock, node), check=True).stdout)
+                for node in 'nzr']
+        d.stop()
+        return maps
+
+    def test_map_null_co_without_read_zeroes_is_no_zero(self):
+        """What a read of null-co returns is known only with read-zeroes:
+        without, the range is a hole not known to read as zeroes (so a
+        backup copies it as data), as QEMU maps it."""
+        iotests.skip_if_missing('nbdinfo')
+        maps = self.null_co_maps(self.blkd)
+        self.assertEqual([[(m['offset'], m['length'], m['type']) for m in e]
+                          for e in maps],
+                         [[(0, MiB, 1)], [(0, MiB, 3)], [(0, MiB, 1)]])
+        if self.have_qsd():
+            self.assertEqual(maps, self.null_co_maps(self.qsd))
+
     def test_nbdcopy_in_and_out(self):
         nbdcopy = iotests.skip_if_missing('nbdcopy')
         src = self.image('src.raw')
