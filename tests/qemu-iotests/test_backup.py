@@ -147,16 +147,18 @@ class BackupTestCase(iotests.DaemonTestCase):
             self.assertLess(time.monotonic(), deadline, repr(j))
             time.sleep(0.01)
 
-    def add_target(self, d, qmp, name, inject=None, path=None):
-        """A raw target node @name over the raw image @path (by default a
-        new one, '<name>.img', of the disks' size), through blkdebug when
-        there are errors to @inject (QEMU raises write_aio from the format
-        above blkdebug, so raw is on top)."""
-        if path is None:
-            path = d.path(name + '.img')
-            iotests.run('qemu-img', 'create', '-f', 'raw', path, str(d.size),
-                        check=True)
-        image = {'driver': 'file', 'filename': path}
+    def add_target(self, d, qmp, name, inject=None, path=None, image=None):
+        """A raw target node @name over @image, a blockdev definition, or
+        else the raw image file @path (by default a new one, '<name>.img',
+        of the disks' size); through blkdebug when there are errors to
+        @inject (QEMU raises write_aio from the format above blkdebug, so
+        raw is on top)."""
+        if image is None:
+            if path is None:
+                path = d.path(name + '.img')
+                iotests.run('qemu-img', 'create', '-f', 'raw', path, str(d.size),
+                            check=True)
+            image = {'driver': 'file', 'filename': path}
         if inject is not None:
             image = {'driver': 'blkdebug', 'inject-error': inject, 'image': image}
         qmp.command('blockdev-add', driver='raw', node_name=name, file=image)

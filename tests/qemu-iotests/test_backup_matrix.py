@@ -152,7 +152,7 @@ class MatrixTestCase(PolicyTestCase):
         if outcome == 'cancel_pending':
             self.until_status(d, qmp, 'pending')
             qmp.command('job-cancel', id='j')
-        self.until_status(d, qmp, 'null')
+        self.until_gone(d, qmp, 'j')
         events = self.policy_events(d)
         self.assertEqual(events, OUTCOMES[outcome])
         end = self.end_event(d)
@@ -245,7 +245,7 @@ class FleecingTest(MatrixTestCase):
         progress = (j['status'], j['current-progress'], j['total-progress'])
         self.assertEqual(progress, ('running', copied, SIZE))
         qmp.command('job-cancel', id='j')
-        self.until_status(d, qmp, 'null')
+        self.until_gone(d, qmp, 'j')
         events = self.policy_events(d)
         self.assertEqual(events, OUTCOMES['cancel_running'])
         end = self.end_event(d)

@@ -126,15 +126,28 @@ class PolicyTestCase(BackupTestCase):
             ev['event'] == 'JOB_STATUS_CHANGE' and
             ev['data']['id'] == job_id and ev['data']['status'] == status))
 
-    def job_events(self, d, job_id='j'):
+    def log_sent(self, d, qmp):
+        """Logs every event the daemon sent before the reply to a sync."""
+        qmp.sync()
+        d.log += d.pending + qmp.get_events()
+        d.pending = []
+
+    def until_gone(self, d, qmp, *job_ids, since=0):
+        """Waits for each job's 'null', unless logged since d.log[since]."""
+        for job_id in job_ids:
+            if ('JOB_STATUS_CHANGE', 'null') not in self.job_events(d, job_id, since):
+                self.until_status(d, qmp, 'null', job_id)
+
+    def job_events(self, d, job_id='j', since=0):
+        """The job's events logged since d.log[since], summarised."""
         out = []
-        for ev in d.log:
+        for ev in d.log[since:]:
             data = ev.get('data', {})
             if data.get('id', data.get('device')) == job_id:
                 out.append(summarize(ev))
         return out
 
-    def policy_events(self, d, job_id='j'):
+    def policy_events(self, d, job_id='j', since=0):
         """job_events() without the drain pauses QEMU shows.
 
         qemu-storage-daemon 7.2 pauses a running job while it drains the
@@ -143,7 +156,7 @@ class PolicyTestCase(BackupTestCase):
         'running'; blkd has no such pauses. The pause of an error policy's
         stop comes right after its BLOCK_JOB_ERROR and is kept."""
         out = []
-        for ev in self.job_events(d, job_id):
+        for ev in self.job_events(d, job_id, since):
             if ev == RUNNING and out and out[-1] == PAUSED and \
                     (len(out) < 2 or out[-2][:2] != ('BLOCK_JOB_ERROR', 'stop')):
                 out.pop()
@@ -189,7 +202,7 @@ class TargetErrorStopTest(PolicyTestCase):
         io_status = info['io-status']
         count_paused = self.bitmap_count(qmp, busy=True)
         qmp.command('job-resume', id='j')
-        self.until_status(d, qmp, 'null')
+        self.until_gone(d, qmp, 'j')
         end = [e for e in d.log if e['event'] == 'BLOCK_JOB_COMPLETED']
         self.assertEqual(len(end), 1)
         self.assertNotIn('error', end[0]['data'])
@@ -226,7 +239,7 @@ class EnospcReportTest(PolicyTestCase):
         qemu_io(d.nbd, *BEFORE)
         qmp.command('blockdev-backup', job_id='j', device='src', target='tgt',
                     sync='incremental', bitmap='b', on_target_error='enospc')
-        self.until_status(d, qmp, 'null')
+        self.until_gone(d, qmp, 'j')
         end = self.end_event(d)
         self.assertEqual(end['error'], 'Input/output error')
         self.assertLess(end['offset'], end['len'])
@@ -270,7 +283,7 @@ class SourceErrorTest(PolicyTestCase):
             self.assertEqual(paused, 'paused')
             self.assertEqual(self.bitmap_count(qmp, busy=True), CLUSTER)
             qmp.command('job-resume', id='j')
-        self.until_status(d, qmp, 'null')
+        self.until_gone(d, qmp, 'j')
         (end,) = [e for e in d.log if e['event'] == 'BLOCK_JOB_COMPLETED']
         if policy == 'stop':
             self.assertNotIn('error', end['data'])
@@ -339,7 +352,7 @@ class IgnoreTest(PolicyTestCase):
             state = (info['status'], info['io-status'])
             self.assertEqual(state, ('running', 'ok'))
             qmp.command('job-cancel', id='j')
-        self.until_status(d, qmp, 'null')
+        self.until_gone(d, qmp, 'j')
         operation = 'read' if side == 'source' else 'write'
         errors = [e['data'] for e in d.log if e['event'] == 'BLOCK_JOB_ERROR']
         self.assertEqual(errors[0], {'device': 'j', 'operation': operation,
@@ -411,7 +424,7 @@ class WritesDuringRetryTest(PolicyTestCase):
         frozen = self.bitmap_count(qmp, busy=True)
         self.assertEqual(frozen, len(clusters(BEFORE)) * CLUSTER)
         qmp.command('job-resume', id='j')
-        self.until_status(d, qmp, 'null')
+        self.until_gone(d, qmp, 'j')
         end = self.end_event(d)
         self.assertNotIn('error', end)
         self.assertEqual(end['offset'], SMALL)
@@ -447,7 +460,7 @@ class WritesDuringRetryTest(PolicyTestCase):
             self.wait_progress(qmp, job_id)
             qemu_io(d.nbd, *writes[i * 2])
             qmp.command('block-job-set-speed', device=job_id, speed=0)
-            self.until_status(d, qmp, 'null', job_id)
+            self.until_gone(d, qmp, job_id)
             out += [self.policy_events(d, job_id), self.end_event(d, job_id)['len'],
                     self.bitmap_count(qmp)]
             if not i:

@@ -107,11 +107,6 @@ class TwoDiskTestCase(PolicyTestCase):
         for i in range(2):
             self.assertSameImage(d.srcs[i], d.path('tgt%d.img' % targets[i]))
 
-    def until_gone(self, d, qmp, *job_ids):
-        for job_id in job_ids:
-            if ('JOB_STATUS_CHANGE', 'null') not in self.job_events(d, job_id):
-                self.until_status(d, qmp, 'null', job_id)
-
     def counts(self, qmp):
         """Both bitmaps' counts; neither may be busy any more."""
         out = []
