@@ -1,15 +1,18 @@
 #!/usr/bin/python3
-"""Jobs over QMP, blkd against qemu-storage-daemon: blockdev-create jobs
-(the job type both daemons have), their event sequences, query-jobs and
-query-block-jobs, and the texts and classes of every job verb on unknown,
-running and concluded jobs.
+"""Jobs over QMP, blkd against qemu-storage-daemon: the texts and classes
+of every job verb, events, query-jobs and query-block-jobs.
 
-Paths differ between the two daemons (each has its own directory), so
-replies are compared with the directory replaced by $DIR. The only
-long-running job both daemons have is a file created with
-preallocation=full; the paths of jobs that pause, sleep or fail in the
-middle of their work (and transactions) are tested in
-tests/unit/test-job.c and test-blockjob.c.
+blockdev-create jobs: their event sequences and queries, and the verbs on
+unknown, running and concluded jobs.  Paths differ between the two daemons
+(each has its own directory), so replies are compared with the directory
+replaced by $DIR.
+
+Backup jobs (on null-co nodes) held in each state a job can rest in:
+running (throttled), paused by job-pause, by block-job-pause and by an
+error policy, waiting (its group's other job still runs), pending,
+concluded (after success and after failure), and a sync=none job; every
+verb in each, with the reply, the events and the queries that follow
+compared.
 """
 import json
 import os
@@ -17,6 +20,8 @@ import time
 import unittest
 
 import iotests
+from test_backup import EIO
+from test_backup_policies import PolicyTestCase
 from test_qmp_protocol import SchemaComparer
 
 JOB_COMMANDS = ('query-jobs', 'job-pause', 'job-resume', 'job-cancel',
@@ -336,6 +341,217 @@ class JobDifferentialTest(iotests.DaemonTestCase):
                     exact=False)
         if cmp.errors:
             self.fail('schema differences:\n  ' + '\n  '.join(cmp.errors))
+
+
+BACKUP_SIZE = 64 << 20
+
+# What each verb a backup job's state accepts leads to: the status the job
+# then rests in, None when it is gone.  A verb not listed for a state must
+# be refused there, leaving the job as it was.
+BACKUP_STATES = {
+    'running': {'pause': 'paused', 'cancel': None, 'set-speed': 'running'},
+    'paused': {'resume': 'running', 'cancel': None, 'set-speed': 'paused'},
+    'block-job-paused': {'resume': 'running', 'cancel': None,
+                         'set-speed': 'paused'},
+    # Stopped by its error policy; the failing write does not come back.
+    'error-paused': {'resume': None, 'cancel': None, 'set-speed': 'paused'},
+    'waiting': {'cancel': None},
+    'pending': {'cancel': None, 'finalize': None},
+    'concluded': {'dismiss': None},
+    'concluded-failed': {'dismiss': None},
+    'sync-none': {'pause': 'paused', 'cancel': None, 'set-speed': 'running'},
+}
+
+# Volatile members of query-jobs and query-block-jobs: how far the copy got.
+PROGRESS = ('current-progress', 'total-progress', 'offset')
+
+
+def verb_kind(command):
+    """'pause' for job-pause and block-job-pause, and so on."""
+    return command[len('block-job-'):] if command.startswith('block-job-') \
+        else command[len('job-'):]
+
+
+def backup_args(job_id='ID', target='tgt', **args):
+    """blockdev-backup's arguments: a full backup of 'src' by default."""
+    data = {'job-id': job_id, 'device': 'src', 'target': target,
+            'sync': 'full'}
+    data.update(args)
+    return data
+
+
+class BackupVerbTest(PolicyTestCase):
+    """A backup job 'ID' from null-co 'src' to null-co 'tgt' held in each
+    state; a speed of 1 byte/s holds a job running (asleep after its first
+    copies).  Each verb is applied to a job in the state; one it accepts
+    ends that job (the next verb gets a fresh one), one it refuses must
+    leave it as it was."""
+
+    def start_null(self, binary):
+        nodes = []
+        for name in ('src', 'tgt', 'tgt2'):
+            nodes += ['--blockdev', 'driver=null-co,node-name=%s,size=%d'
+                      % (name, BACKUP_SIZE)]
+        d, qmp = self.connect(binary, *nodes)
+        self.add_failing_target(d, qmp, 'bad', once=False)
+        self.log_events(d)
+        d.targets = 0
+        return d, qmp
+
+    def add_failing_target(self, d, qmp, name, once):
+        """A null-co target whose writes fail (once: only the first)."""
+        self.add_target(d, qmp, name, [{'event': 'write_aio', 'errno': EIO,
+                                        'once': once}],
+                        image={'driver': 'null-co', 'size': BACKUP_SIZE})
+
+    def until_quiet(self, qmp, timeout=10):
+        """Waits until no job is busy (a throttled job asleep)."""
+        deadline = time.monotonic() + timeout
+        while any(j['busy'] for j in qmp.command('query-block-jobs')):
+            self.assertLess(time.monotonic(), deadline, 'a job stays busy')
+            time.sleep(0.005)
+
+    # Each set-up starts 'ID' and returns once it rests in its state.
+
+    def setup_running(self, d, qmp, **args):
+        qmp.command('blockdev-backup', backup_args(speed=1, **args))
+        self.until_quiet(qmp)
+
+    def setup_paused(self, d, qmp):
+        self.setup_running(d, qmp)
+        qmp.command('job-pause', id='ID')
+        self.until_status(d, qmp, 'paused', 'ID')
+
+    def setup_block_job_paused(self, d, qmp):
+        self.setup_running(d, qmp)
+        qmp.command('block-job-pause', device='ID')
+        self.until_status(d, qmp, 'paused', 'ID')
+
+    def setup_error_paused(self, d, qmp):
+        # A target of its own: the error of each is spent once met.
+        d.targets += 1
+        target = 'once%d' % d.targets
+        self.add_failing_target(d, qmp, target, once=True)
+        qmp.command('blockdev-backup', backup_args(
+            target=target, **{'on-target-error': 'stop'}))
+        self.until_status(d, qmp, 'paused', 'ID')
+
+    def setup_waiting(self, d, qmp):
+        qmp.command('transaction', actions=[
+            {'type': 'blockdev-backup', 'data': backup_args()},
+            {'type': 'blockdev-backup',
+             'data': backup_args('P', 'tgt2', speed=1)}],
+            properties={'completion-mode': 'grouped'})
+        self.until_status(d, qmp, 'waiting', 'ID')
+        self.until_quiet(qmp)
+
+    def setup_pending(self, d, qmp):
+        qmp.command('blockdev-backup', backup_args(**{'auto-finalize': False}))
+        self.until_status(d, qmp, 'pending', 'ID')
+
+    def setup_concluded(self, d, qmp, target='tgt'):
+        qmp.command('blockdev-backup', backup_args(
+            target=target, **{'auto-dismiss': False}))
+        self.until_status(d, qmp, 'concluded', 'ID')
+
+    def setup_concluded_failed(self, d, qmp):
+        self.setup_concluded(d, qmp, target='bad')
+
+    def setup_sync_none(self, d, qmp):
+        self.setup_running(d, qmp, sync='none')
+
+    def end_jobs(self, d, qmp, since):
+        """Cancels every job left, or dismisses it once concluded."""
+        jobs = qmp.command('query-jobs')
+        for job in jobs:
+            verb = 'job-dismiss' if job['status'] == 'concluded' else 'job-cancel'
+            # A group's other job may be gone with the first.
+            qmp.cmd(verb, id=job['id'])
+        self.until_gone(d, qmp, *[job['id'] for job in jobs], since=since)
+
+    def step(self, d, qmp, since):
+        """What a step leaves to compare: the events of each job since
+        d.log[since] (without QEMU's drain pauses) and the queries,
+        without how far the copies got."""
+        self.log_sent(d, qmp)
+        events = {job_id: self.policy_events(d, job_id, since)
+                  for job_id in ('ID', 'P')}
+        queries = [[{k: v for k, v in info.items() if k not in PROGRESS}
+                    for info in qmp.command(cmd)]
+                   for cmd in ('query-jobs', 'query-block-jobs')]
+        return events, queries
+
+    def run_verbs(self, binary, state):
+        """Every verb on a job held in @state: [(step, reply, events,
+        queries)], the set-ups and the ends of jobs as steps too."""
+        d, qmp = self.start_null(binary)
+        setup = getattr(self, 'setup_' + state.replace('-', '_'))
+        accepted = BACKUP_STATES[state]
+        out = []
+        job = None
+        for command, args in VERBS:
+            if job is None:
+                since = len(d.log)
+                setup(d, qmp)
+                job = self.step(d, qmp, since)
+                out.append(('set-up', None) + job)
+                (status,) = [j['status'] for j in job[1][0] if j['id'] == 'ID']
+            since = len(d.log)
+            reply = qmp.cmd(command, args)
+            if 'error' not in reply:
+                kind = verb_kind(command)
+                self.assertIn(kind, accepted,
+                              '%s accepted in %s' % (command, state))
+                rest = accepted[kind]
+                if rest != status:
+                    self.until_status(d, qmp, rest or 'null', 'ID')
+                self.until_quiet(qmp)
+            after = self.step(d, qmp, since)
+            out.append(((command, args), reply) + after)
+            if 'error' in reply:
+                self.assertEqual(after, (dict.fromkeys(job[0], []), job[1]),
+                                 '%s %s refused in %s' % (command, args, state))
+            else:
+                since = len(d.log)
+                self.end_jobs(d, qmp, since)
+                out.append(('end', None) + self.step(d, qmp, since))
+                job = None
+        return out
+
+    def check_state(self, state):
+        self.require_qsd()
+        got = self.run_verbs(self.blkd, state)
+        ref = self.run_verbs(self.qsd, state)
+        for mine, theirs in zip(got, ref):
+            self.assertEqual(mine, theirs)
+        self.assertEqual(len(got), len(ref))
+
+    def test_verbs_on_a_running_backup(self):
+        self.check_state('running')
+
+    def test_verbs_on_a_paused_backup(self):
+        self.check_state('paused')
+
+    def test_verbs_on_a_backup_paused_by_block_job_pause(self):
+        self.check_state('block-job-paused')
+
+    def test_verbs_on_a_backup_stopped_by_a_target_error(self):
+        self.check_state('error-paused')
+
+    def test_verbs_on_a_waiting_backup(self):
+        self.check_state('waiting')
+
+    def test_verbs_on_a_pending_backup(self):
+        self.check_state('pending')
+
+    def test_verbs_on_a_concluded_backup(self):
+        self.check_state('concluded')
+
+    def test_verbs_on_a_failed_concluded_backup(self):
+        self.check_state('concluded-failed')
+
+    def test_verbs_on_a_sync_none_backup(self):
+        self.check_state('sync-none')
 
 
 if __name__ == '__main__':
