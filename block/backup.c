@@ -109,6 +109,8 @@ static int copy_all(BackupJob *s)
     GThreadPool *pool = g_thread_pool_new(copy_one, s, BACKUP_WORKERS, FALSE, NULL);
     int ret = 0;
 
+    /* The workers copy; this thread only hands out chunks and paces them. */
+    job_set_delegating(job, true);
     for (;;) {
         BlockCopyTask *task;
         int error;
@@ -169,6 +171,7 @@ static int copy_all(BackupJob *s)
     }
     wait_in_flight_below(s, 0);
     g_thread_pool_free(pool, FALSE, TRUE);
+    job_set_delegating(job, false);
     /* The job's error is strerror(-ret), as QEMU reports it: no errp. */
     return ret;
 }

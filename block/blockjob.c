@@ -270,7 +270,7 @@ BlockJobInfo *block_job_query(BlockJob *job, Error **errp)
     job_lock();
     info->type = g_strdup(job_type_str(j));
     info->device = g_strdup(j->id);
-    info->busy = j->busy;
+    info->busy = j->busy && !j->delegating;
     info->paused = j->pause_count > 0;
     info->offset = j->progress_current;
     info->len = j->progress_total;

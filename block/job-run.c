@@ -135,6 +135,7 @@ static gpointer job_thread(gpointer opaque)
     ret = job->driver->run(job, &err);
 
     job_lock();
+    g_assert(!job->delegating);
     job->ret = ret;
     g_assert(!job->err);
     job->err = err;
@@ -284,6 +285,13 @@ void job_yield(Job *job)
         }
         job_pause_point_locked(job);
     }
+    job_unlock();
+}
+
+void job_set_delegating(Job *job, bool on)
+{
+    job_lock();
+    job->delegating = on;
     job_unlock();
 }
 

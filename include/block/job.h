@@ -124,6 +124,7 @@ struct Job {
     bool user_paused;
     bool paused;                /* asleep at a pause point */
     bool busy;                  /* false while asleep or paused */
+    bool delegating;            /* run() waits for its own workers */
     bool started;
     bool thread_running;        /* the job thread took its first pause point */
     bool cancelled;
@@ -192,6 +193,13 @@ void job_sleep_ns(Job *job, int64_t ns);
  * wait); then a pause point. Returns at once if the job is cancelled.
  */
 void job_yield(Job *job);
+/*
+ * run() hands its work to workers of its own and only waits for them and
+ * paces them (on), or works itself again (off; before it returns). The
+ * job reports busy false meanwhile, as QEMU's job coroutine that yields
+ * while its copy tasks run; sleeps and pause points work as ever.
+ */
+void job_set_delegating(Job *job, bool on);
 /* Whether the job was cancelled (run() should return soon). Any thread. */
 bool job_is_cancelled(Job *job);
 /* The job becomes ready (for job-complete): running -> ready. */

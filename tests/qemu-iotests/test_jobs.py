@@ -526,6 +526,36 @@ class BackupVerbTest(PolicyTestCase):
             self.assertEqual(mine, theirs)
         self.assertEqual(len(got), len(ref))
 
+    def busy_while_copying(self, binary):
+        """query-block-jobs' busy, sampled while an unthrottled backup to
+        a file written with O_DIRECT is part-way through its copy."""
+        size = 16 << 20
+        d, qmp = self.connect(binary, '--blockdev',
+                              'driver=null-co,node-name=src,size=%d' % size)
+        path = d.path('tgt.img')
+        with open(path, 'wb') as f:
+            f.truncate(size)
+        qmp.command('blockdev-add', {
+            'driver': 'raw', 'node-name': 'disk',
+            'file': {'driver': 'file', 'filename': path,
+                     'cache': {'direct': True}}})
+        qmp.command('blockdev-backup', backup_args(target='disk'))
+        busy = []
+        while True:
+            (info,) = qmp.command('query-block-jobs') or [None]
+            if info is None or info['status'] != 'running':
+                return busy
+            if 0 < info['offset'] < info['len']:
+                busy.append(info['busy'])
+
+    def test_a_backup_is_not_busy_while_its_copies_run(self):
+        """QEMU's backup coroutine yields while its copy tasks run."""
+        self.require_qsd()
+        for binary in (self.blkd, self.qsd):
+            busy = self.busy_while_copying(binary)
+            self.assertTrue(busy, binary)
+            self.assertFalse(any(busy), binary)
+
     def test_verbs_on_a_running_backup(self):
         self.check_state('running')
 
