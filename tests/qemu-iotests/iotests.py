@@ -536,8 +536,19 @@ class QMPClient:
 
     def get_events(self, name=None, clear=True):
         """Return queued events (optionally only those named @name)."""
-        # Drain whatever is already readable without blocking.
+        # Parse what is buffered (events read along with an earlier reply
+        # are there, not on the socket), then drain whatever else is
+        # readable without blocking.
         while True:
+            while True:
+                obj = self._try_parse()
+                if obj is None:
+                    break
+                if 'event' in obj:
+                    self._events.append(obj)
+                else:
+                    raise QMPProtocolError('unexpected reply while '
+                                           'draining events: %r' % (obj,))
             try:
                 r, _, _ = select.select([self.sock], [], [], 0)
             except (ValueError, OSError):
@@ -548,15 +559,6 @@ class QMPClient:
                 self._fill(time.monotonic() + 0.5)
             except QMPConnectionClosed:
                 break
-            while True:
-                obj = self._try_parse()
-                if obj is None:
-                    break
-                if 'event' in obj:
-                    self._events.append(obj)
-                else:
-                    raise QMPProtocolError('unexpected reply while '
-                                           'draining events: %r' % (obj,))
         sel = [e for e in self._events if name is None or e['event'] == name]
         if clear:
             self._events = [e for e in self._events if e not in sel]
