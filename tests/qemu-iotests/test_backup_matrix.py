@@ -318,11 +318,13 @@ def depth0_clusters(map_json):
 class TopOverlayTest(MatrixTestCase):
     """sync=top copies only what the source's top layer allocates; the
     target, read through its backing (the source's base), is the source
-    at the job's start. Each bitmap mode top takes, and each outcome but
-    a target error: where qcow2 puts the target's clusters is its choice,
-    so blkdebug cannot aim past the first chunk there."""
+    at the job's start. Each bitmap mode top takes, and each outcome; for
+    a target error the target is raw over blkdebug (where a qcow2 target
+    puts its clusters is its choice, so blkdebug could not aim past the
+    first chunk there), and holds, cluster by cluster, the source at the
+    start or nothing."""
 
-    def start_overlay(self, binary, src_error):
+    def start_overlay(self, binary, src_error, tgt_error=False):
         d = iotests.Daemon(self, name=os.path.basename(binary))
         base, top, tgt = d.path('base.img'), d.path('top.qcow2'), d.path('tgt.qcow2')
         iotests.run('qemu-img', 'create', '-f', 'raw', base, str(SIZE), check=True)
@@ -331,6 +333,9 @@ class TopOverlayTest(MatrixTestCase):
         for path in (top, tgt):
             iotests.run('qemu-img', 'create', '-f', 'qcow2', '-o', 'cluster_size=64k',
                         '-b', base, '-F', 'raw', path, str(SIZE), check=True)
+        if tgt_error:
+            tgt = d.path('tgt.img')
+            iotests.run('qemu-img', 'create', '-f', 'raw', tgt, str(SIZE), check=True)
         iotests.run('qemu-io', '-f', 'qcow2',
                     *[a for c in TOP_LAYER for a in ('-c', c)], top, check=True)
         files = {'src': {'driver': 'file', 'filename': top},
@@ -349,9 +354,15 @@ class TopOverlayTest(MatrixTestCase):
                 '--blockdev', 'driver=raw,node-name=base,file=basef,read-only=on',
                 '--nbd-server', 'addr.type=unix,addr.path=' + d.nbd)
         qmp = d.qmp(negotiate=True)
-        for name in ('src', 'tgt'):
-            qmp.command('blockdev-add', driver='qcow2', node_name=name,
-                        file=files[name], backing='base')
+        qmp.command('blockdev-add', driver='qcow2', node_name='src',
+                    file=files['src'], backing='base')
+        if tgt_error:
+            qmp.command('blockdev-add', driver='raw', node_name='tgt', file={
+                'driver': 'blkdebug', 'image': files['tgt'],
+                'inject-error': error_at('write_aio', offset=TOP_ERROR_AT)})
+        else:
+            qmp.command('blockdev-add', driver='qcow2', node_name='tgt',
+                        file=files['tgt'], backing='base')
         qmp.command('block-export-add', type='nbd', id='e0', node_name='src',
                     name='src', writable=True)
         d.base, d.tgt = base, tgt
@@ -361,7 +372,8 @@ class TopOverlayTest(MatrixTestCase):
     def run_top(self, binary, args, mode, outcome):
         """(events, len, offset of a complete job, bitmap count where it
         does not depend on timing, what the target's layer allocates)."""
-        d, qmp = self.start_overlay(binary, outcome == 'source_error')
+        d, qmp = self.start_overlay(binary, outcome == 'source_error',
+                                    outcome == 'target_error')
         if mode:
             qmp.command('block-dirty-bitmap-add', node='src', name='b0')
         qemu_io(d.nbd, *TOP_BEFORE)
@@ -378,6 +390,13 @@ class TopOverlayTest(MatrixTestCase):
             count = self.check_bitmap(qmp, mode, outcome, end, clusters(TOP_BEFORE),
                                       clusters(TOP_DURING))
         qmp.command('blockdev-del', node_name='tgt')
+        if outcome == 'target_error':
+            # Raw: what was copied is the source at the start, the rest
+            # never written (zeroes).
+            zeroes = d.path('zeroes.img')
+            iotests.run('qemu-img', 'create', '-f', 'raw', zeroes, str(SIZE), check=True)
+            self.assertClustersFrom(d.tgt, at_start, zeroes)
+            return events, length, None, count, None
         res = iotests.run('qemu-img', 'check', '-f', 'qcow2', d.tgt)
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
         allocated = depth0_clusters(iotests.run(
@@ -412,6 +431,12 @@ class TopOverlayTest(MatrixTestCase):
 
     def test_top_on_success_source_error(self):
         self.check_top('top_on_success', 'source_error')
+
+    def test_top_on_success_target_error(self):
+        self.check_top('top_on_success', 'target_error')
+
+    def test_top_always_target_error(self):
+        self.check_top('top_always', 'target_error')
 
     def test_top_cancel_running(self):
         self.check_top('top', 'cancel_running')
