@@ -256,7 +256,7 @@ static void backup_clean(Job *job)
     BackupJob *s = (BackupJob *)job;
 
     if (s->cbw) {
-        bdrv_cbw_drop(s->cbw);
+        bdrv_drop_filter(s->cbw);
         s->cbw = NULL;
     }
 }
@@ -411,7 +411,7 @@ BlockJob *backup_create(const BackupCommon *args, BlockDriverState *bs,
                          cbw, 0, BLK_PERM_ALL, args->has_speed ? args->speed : 0,
                          flags, errp);
     if (!s) {
-        bdrv_cbw_drop(cbw);
+        bdrv_drop_filter(cbw);
         goto fail_bitmap;
     }
     /* Needing nothing of the target, this cannot conflict. */

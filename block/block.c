@@ -90,11 +90,6 @@ BlockDriverState *bdrv_file_bs(const BlockDriverState *bs)
     return bs->file ? bs->file->bs : NULL;
 }
 
-BlockDriverState *bdrv_filter_or_cow_bs(const BlockDriverState *bs)
-{
-    return bs->drv->is_filter ? bdrv_file_bs(bs) : bdrv_backing_bs(bs);
-}
-
 int64_t bdrv_getlength(BlockDriverState *bs)
 {
     /* During its open (a filter making its bitmaps), the driver knows it. */
@@ -360,38 +355,26 @@ static void bdrv_free(BlockDriverState *bs)
     g_free(bs);
 }
 
-static BlockDriverState *bdrv_open_inherit(const BlockdevOptions *opts,
-                                           const BdrvInherit *inherit,
-                                           Error **errp)
+/* QEMU's checks of a node name a user gives. */
+static bool check_node_name(const char *node_name, Error **errp)
 {
-    const char *drv_name = BlockdevDriver_str(opts->driver);
-    const BlockDriver *drv = bdrv_find_driver(drv_name);
-    BlockDriverState *bs;
-    int64_t len;
+    if (!id_wellformed(node_name)) {
+        error_setg(errp, "Invalid node-name: '%s'", node_name);
+        return false;
+    }
+    if (bdrv_find_node(node_name)) {
+        error_setg(errp, "Duplicate nodes with node-name='%s'", node_name);
+        return false;
+    }
+    return true;
+}
 
-    if (!drv) {
-        /* In the schema but not built yet: refuse clearly. */
-        error_setg(errp, "Driver '%s' is not supported by this blkd", drv_name);
-        return NULL;
-    }
-    if (opts->node_name) {
-        if (!id_wellformed(opts->node_name)) {
-            error_setg(errp, "Invalid node-name: '%s'", opts->node_name);
-            return NULL;
-        }
-        if (bdrv_find_node(opts->node_name)) {
-            error_setg(errp, "Duplicate nodes with node-name='%s'",
-                       opts->node_name);
-            return NULL;
-        }
-    }
-    if (opts->has_force_share && opts->force_share &&
-        !(opts->has_read_only && opts->read_only)) {
-        error_setg(errp, "force-share=on can only be used with read-only images");
-        return NULL;
-    }
+/* A node of drv, not open yet: its core state, its name. */
+static BlockDriverState *bdrv_new(const BlockDriver *drv,
+                                  const char *node_name, bool read_only)
+{
+    BlockDriverState *bs = g_new0(BlockDriverState, 1);
 
-    bs = g_new0(BlockDriverState, 1);
     bs->drv = drv;
     bs->opaque = g_malloc0(MAX(drv->instance_size, 1));
     bs->core = g_new0(BdrvNodeCore, 1);
@@ -403,9 +386,60 @@ static BlockDriverState *bdrv_open_inherit(const BlockdevOptions *opts,
     g_mutex_init(&bs->core->bitmap_lock);
     bdrv_node_io_init(bs);
     /* QEMU's names for unnamed nodes: a counter and two random digits. */
-    bs->node_name = opts->node_name ? g_strdup(opts->node_name) :
+    bs->node_name = node_name ? g_strdup(node_name) :
         g_strdup_printf("#block%u%02d", ++node_counter, g_random_int_range(0, 100));
-    bs->read_only = opts->has_read_only ? opts->read_only : inherit->read_only;
+    bs->read_only = read_only;
+    bs->bl.request_alignment = 1;
+    bs->bl.min_mem_alignment = 1;
+    return bs;
+}
+
+/* The driver opened bs: its length is known, and it joins the list. */
+static bool bdrv_opened(BlockDriverState *bs, Error **errp)
+{
+    int64_t len = bs->drv->getlength(bs);
+
+    if (len < 0) {
+        error_setg_errno(errp, -len, "Could not get the size of '%s'",
+                         bs->node_name);
+        if (bs->drv->close) {
+            bs->drv->close(bs);
+        }
+        bdrv_free(bs);
+        return false;
+    }
+    set_node_length(bs, len);
+    if (!bs->filename && bs->file) {
+        bs->filename = g_strdup(bs->file->bs->filename);
+    }
+    all_nodes = g_list_prepend(all_nodes, bs);
+    return true;
+}
+
+static BlockDriverState *bdrv_open_inherit(const BlockdevOptions *opts,
+                                           const BdrvInherit *inherit,
+                                           Error **errp)
+{
+    const char *drv_name = BlockdevDriver_str(opts->driver);
+    const BlockDriver *drv = bdrv_find_driver(drv_name);
+    BlockDriverState *bs;
+
+    if (!drv) {
+        /* In the schema but not built yet: refuse clearly. */
+        error_setg(errp, "Driver '%s' is not supported by this blkd", drv_name);
+        return NULL;
+    }
+    if (opts->node_name && !check_node_name(opts->node_name, errp)) {
+        return NULL;
+    }
+    if (opts->has_force_share && opts->force_share &&
+        !(opts->has_read_only && opts->read_only)) {
+        error_setg(errp, "force-share=on can only be used with read-only images");
+        return NULL;
+    }
+
+    bs = bdrv_new(drv, opts->node_name,
+                  opts->has_read_only ? opts->read_only : inherit->read_only);
     bs->cache_direct = opts->cache && opts->cache->has_direct ?
                        opts->cache->direct : inherit->cache_direct;
     bs->cache_no_flush = opts->cache && opts->cache->has_no_flush ?
@@ -423,29 +457,40 @@ static BlockDriverState *bdrv_open_inherit(const BlockdevOptions *opts,
         bdrv_free(bs);
         return NULL;
     }
-    bs->bl.request_alignment = 1;
-    bs->bl.min_mem_alignment = 1;
-
     if (drv->open(bs, opts, errp) < 0) {
         bdrv_free(bs);
         return NULL;
     }
-    len = drv->getlength(bs);
-    if (len < 0) {
-        error_setg_errno(errp, -len, "Could not get the size of '%s'",
-                         bs->node_name);
-        if (drv->close) {
-            drv->close(bs);
-        }
+    return bdrv_opened(bs, errp) ? bs : NULL;
+}
+
+BlockDriverState *bdrv_new_filter(const BlockDriver *drv,
+                                  const char *node_name, bool read_only,
+                                  BlockDriverState *child, Error **errp)
+{
+    BlockDriverState *bs;
+    uint64_t perm, shared;
+    BdrvChild *c;
+
+    g_assert(main_loop_is_main_thread() && drv->is_filter);
+    if (node_name && !check_node_name(node_name, errp)) {
+        return NULL;
+    }
+    bs = bdrv_new(drv, node_name, read_only);
+    bs->cache_direct = child->cache_direct;
+    bs->cache_no_flush = child->cache_no_flush;
+    bs->discard_unmap = child->discard_unmap;
+    bdrv_child_perm(bs, &(BdrvChild){ .bs = child, .role = BDRV_CHILD_FILTERED },
+                    &perm, &shared);
+    c = bdrv_attach_child_edge(child, bs, true, "backing", BDRV_CHILD_FILTERED,
+                               perm, shared, errp);
+    if (!c) {
         bdrv_free(bs);
         return NULL;
     }
-    set_node_length(bs, len);
-    if (!bs->filename && bs->file) {
-        bs->filename = g_strdup(bs->file->bs->filename);
-    }
-    all_nodes = g_list_prepend(all_nodes, bs);
-    return bs;
+    g_ptr_array_add(bs->core->children, c);
+    bs->file = c;
+    return bdrv_opened(bs, errp) ? bs : NULL;
 }
 
 BlockDriverState *bdrv_open_options(const BlockdevOptions *options, Error **errp)
@@ -741,22 +786,44 @@ bool bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
     return true;
 }
 
+bool bdrv_set_backing_hd(BlockDriverState *bs, BlockDriverState *backing,
+                         Error **errp)
+{
+    BdrvChild *old = bs->backing, *c = NULL;
+    uint64_t perm, shared;
+
+    g_assert(main_loop_is_main_thread() && bs->drv->supports_backing);
+    if (backing == bdrv_backing_bs(bs)) {
+        return true;
+    }
+    bdrv_drain_all_begin();
+    if (backing) {
+        bdrv_default_child_perm(bs, BDRV_CHILD_BACKING, &perm, &shared);
+        c = bdrv_attach_child_edge(backing, bs, true, "backing",
+                                   BDRV_CHILD_BACKING, perm, shared, errp);
+        if (!c) {
+            bdrv_drain_all_end();
+            return false;
+        }
+        g_ptr_array_add(bs->core->children, c);
+    }
+    bs->backing = c;
+    if (old) {
+        g_ptr_array_remove(bs->core->children, old);
+        bdrv_detach_child_edge(old);
+    }
+    bdrv_drain_all_end();
+    return true;
+}
+
 bool bdrv_append_overlay(BlockDriverState *overlay, BlockDriverState *bs,
                          Error **errp)
 {
-    uint64_t perm, shared;
-    BdrvChild *c;
-
     g_assert(main_loop_is_main_thread());
     g_assert(!overlay->backing && overlay->drv->supports_backing);
-    bdrv_default_child_perm(overlay, BDRV_CHILD_BACKING, &perm, &shared);
-    c = bdrv_attach_child_edge(bs, overlay, true, "backing", BDRV_CHILD_BACKING,
-                               perm, shared, errp);
-    if (!c) {
+    if (!bdrv_set_backing_hd(overlay, bs, errp)) {
         return false;
     }
-    g_ptr_array_add(overlay->core->children, c);
-    overlay->backing = c;
     /* The overlay's own backing edge stays: it is below the overlay. */
     if (!bdrv_replace_node(bs, overlay, errp)) {
         bdrv_remove_overlay(overlay);
@@ -767,22 +834,41 @@ bool bdrv_append_overlay(BlockDriverState *overlay, BlockDriverState *bs,
 
 void bdrv_remove_overlay(BlockDriverState *overlay)
 {
-    BdrvChild *c = overlay->backing;
-    BlockDriverState *bs = c->bs;
+    BlockDriverState *bs = bdrv_backing_bs(overlay);
 
     g_assert(main_loop_is_main_thread());
     bdrv_ref(bs);
     if (bs->core->parents->len > 1 || overlay->core->parents->len) {
         bdrv_replace_node(overlay, bs, &error_abort);
     }
-    g_ptr_array_remove(overlay->core->children, c);
-    overlay->backing = NULL;
-    bdrv_detach_child_edge(c);
+    bdrv_set_backing_hd(overlay, NULL, &error_abort);
     bdrv_unref(bs);
+}
+
+void bdrv_drop_filter(BlockDriverState *filter)
+{
+    g_assert(filter->drv->is_filter);
+    bdrv_replace_node(filter, bdrv_file_bs(filter), &error_abort);
+    bdrv_unref(filter);
+}
+
+/*
+ * A file opened with bs (inline, as QEMU's options inherit) follows it
+ * to read-only and back; a node of its own (blockdev-add) stays as it is.
+ */
+static BlockDriverState *inline_file(BlockDriverState *bs)
+{
+    if (bs->file && bs->file->role == BDRV_CHILD_FILE &&
+        !bs->file->bs->core->monitor_owned &&
+        bs->file->bs->core->parents->len == 1) {
+        return bs->file->bs;
+    }
+    return NULL;
 }
 
 bool bdrv_set_read_only(BlockDriverState *bs, Error **errp)
 {
+    BlockDriverState *file = inline_file(bs);
     int ret;
 
     g_assert(main_loop_is_main_thread());
@@ -803,16 +889,40 @@ bool bdrv_set_read_only(BlockDriverState *bs, Error **errp)
         bs->read_only = false;
         return false;
     }
-    /*
-     * A file opened with it (inline, as QEMU's options inherit) goes
-     * read-only too; a node of its own (blockdev-add) stays as it is.
-     */
-    if (bs->file && bs->file->role == BDRV_CHILD_FILE &&
-        !bs->file->bs->core->monitor_owned &&
-        bs->file->bs->core->parents->len == 1) {
-        return bdrv_set_read_only(bs->file->bs, errp);
+    return file ? bdrv_set_read_only(file, errp) : true;
+}
+
+bool bdrv_set_writable(BlockDriverState *bs, Error **errp)
+{
+    BlockDriverState *file = inline_file(bs);
+    bool file_too = file && file->read_only;
+    int ret = 0;
+
+    g_assert(main_loop_is_main_thread());
+    if (!bs->read_only) {
+        return true;
     }
-    return true;
+    if (file_too && !bdrv_set_writable(file, errp)) {
+        return false;
+    }
+    /* A driver may reopen its file or write its header: nobody else may. */
+    bdrv_drain_all_begin();
+    bs->read_only = false;
+    /* The node's edges to its children take write and resize first. */
+    if (!bdrv_refresh_perms(bs, errp)) {
+        ret = -EPERM;
+    } else if (bs->drv->set_writable) {
+        ret = bs->drv->set_writable(bs, errp);
+    }
+    if (ret < 0) {
+        bs->read_only = true;
+        bdrv_refresh_perms(bs, &error_abort);
+    }
+    bdrv_drain_all_end();
+    if (ret < 0 && file_too) {
+        bdrv_set_read_only(file, NULL);
+    }
+    return ret == 0;
 }
 
 int64_t bdrv_get_allocated_file_size(BlockDriverState *bs)

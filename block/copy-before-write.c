@@ -230,12 +230,6 @@ BlockDriverState *bdrv_cbw_append(BlockDriverState *source,
     return filter;
 }
 
-void bdrv_cbw_drop(BlockDriverState *filter)
-{
-    bdrv_replace_node(filter, bdrv_file_bs(filter), &error_abort);
-    bdrv_unref(filter);
-}
-
 int bdrv_cbw_snapshot_error(BlockDriverState *filter)
 {
     return g_atomic_int_get(&((BDRVCbwState *)filter->opaque)->snapshot_error);

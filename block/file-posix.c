@@ -294,6 +294,37 @@ static void file_close(BlockDriverState *bs)
     close(s->fd);   /* drops the locks with it */
 }
 
+/*
+ * Going read-write takes a new open file description, as QEMU's reopen
+ * does. It takes the old one's locks before the old one closes, so other
+ * processes never see them lapse. Drained: no request uses the old one.
+ */
+static int file_set_writable(BlockDriverState *bs, Error **errp)
+{
+    BDRVFileState *s = bs->opaque;
+    int fd = open(bs->filename, O_CLOEXEC | O_RDWR |
+                  (bs->cache_direct ? O_DIRECT : 0));
+    int i;
+
+    if (fd < 0) {
+        int err = errno;
+
+        error_setg_errno(errp, err, "Could not reopen file");
+        return -err;
+    }
+    for (i = 0; s->locking && i < LOCK_BITS; i++) {
+        if (s->locked_perm & (1ull << i)) {
+            lock_byte(fd, LOCK_PERM_BASE + i, true);
+        }
+        if (s->locked_unshared & (1ull << i)) {
+            lock_byte(fd, LOCK_SHARED_BASE + i, true);
+        }
+    }
+    close(s->fd);
+    s->fd = fd;
+    return 0;
+}
+
 /* ---- I/O ---------------------------------------------------------------- */
 
 static int64_t file_getlength(BlockDriverState *bs)
@@ -656,6 +687,7 @@ const BlockDriver bdrv_file = {
     .instance_size = sizeof(BDRVFileState),
     .open = file_open,
     .close = file_close,
+    .set_writable = file_set_writable,
     .truncate = file_truncate,
     .get_allocated_file_size = file_get_allocated_file_size,
     .check_perm = file_check_perm,

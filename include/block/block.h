@@ -87,8 +87,6 @@ const char *bdrv_get_format_name(const BlockDriverState *bs);
 bool bdrv_is_read_only(const BlockDriverState *bs);
 BlockDriverState *bdrv_backing_bs(const BlockDriverState *bs);
 BlockDriverState *bdrv_file_bs(const BlockDriverState *bs);
-/* What reads fall through to: a filter's child, else the backing node. */
-BlockDriverState *bdrv_filter_or_cow_bs(const BlockDriverState *bs);
 /* Length in bytes, or a negative errno. */
 int64_t bdrv_getlength(BlockDriverState *bs);
 /* Cluster size of a format node, 0 if it has none. */
@@ -114,7 +112,68 @@ bool bdrv_append_overlay(BlockDriverState *overlay, BlockDriverState *bs,
 void bdrv_remove_overlay(BlockDriverState *overlay);
 /* Flushes bs and makes it read-only, as QEMU reopens a snapshotted node. */
 bool bdrv_set_read_only(BlockDriverState *bs, Error **errp);
+/*
+ * Makes a read-only node writable, as QEMU reopens it read-write for a
+ * job that writes to it (a commit's base, a header to rewrite): a file
+ * opened with it first, then the driver's checks of a read-write open.
+ * Runs drained. bdrv_set_read_only() undoes it.
+ */
+bool bdrv_set_writable(BlockDriverState *bs, Error **errp);
+/* A filter in front of a node goes away: its users use the node again. */
+void bdrv_drop_filter(BlockDriverState *filter);
 bool bdrv_truncate(BlockDriverState *bs, int64_t size, Error **errp);
+
+/* ---- backing chains: main thread (block/chain.c) --------------------- */
+
+/*
+ * A chain runs from a node down its backing nodes; a filter in it (a
+ * job's) stands for the node it filters.
+ */
+/*
+ * The next node down: the backing node, or the node a filter filters.
+ * Also for the I/O path, from any thread: graph changes run drained.
+ */
+BlockDriverState *bdrv_filter_or_cow_bs(const BlockDriverState *bs);
+/* Whether node is top itself or lies down top's chain. */
+bool bdrv_chain_contains(BlockDriverState *top, BlockDriverState *node);
+/*
+ * The node right above bs in active's chain, NULL if there is none; with
+ * bs NULL, the bottom of the chain.
+ */
+BlockDriverState *bdrv_find_overlay(BlockDriverState *active,
+                                    BlockDriverState *bs);
+/* The bottom of bs's chain: bs itself if it has no backing node. */
+BlockDriverState *bdrv_find_base(BlockDriverState *bs);
+/*
+ * The node down bs's chain whose image filename names (relative to the
+ * image above it, as a header names it), as QEMU's
+ * bdrv_find_backing_image() matches them; NULL if none.
+ */
+BlockDriverState *bdrv_find_backing_image(BlockDriverState *bs,
+                                          const char *filename);
+/*
+ * bs (a format that takes backing files) gets backing as its backing node
+ * (NULL: none); its old backing node loses that user, and goes away with
+ * the last one. Runs drained. The image header is not touched.
+ */
+bool bdrv_set_backing_hd(BlockDriverState *bs, BlockDriverState *backing,
+                         Error **errp);
+/*
+ * Writes file (NULL: none) and its format fmt as the backing file into
+ * bs's image header, as QEMU's bdrv_change_backing_file(). 0 or -errno
+ * (-ENOTSUP: the driver cannot).
+ */
+int bdrv_change_backing_file(BlockDriverState *bs, const char *file,
+                             const char *fmt);
+/*
+ * The end of a commit: every user of top uses base instead, and each node
+ * whose backing node top was names base in its image header
+ * (backing_file, else base's file name), made writable meanwhile if it is
+ * read-only, as QEMU's bdrv_drop_intermediate(). The nodes between lose
+ * those users. Runs drained.
+ */
+bool bdrv_drop_intermediate(BlockDriverState *top, BlockDriverState *base,
+                            const char *backing_file, Error **errp);
 
 /* ---- drained sections: main thread ----------------------------------- */
 

@@ -122,6 +122,21 @@ struct BlockDriver {
      * make, made now. NULL: nothing to do.
      */
     void (*set_read_only)(BlockDriverState *bs);
+    /*
+     * A read-only node is about to be writable (a commit writes to it),
+     * drained, its children writable already: the checks and the writes
+     * of a read-write open. 0 or -errno with errp set. NULL: nothing to
+     * do.
+     */
+    int (*set_writable)(BlockDriverState *bs, Error **errp);
+    /*
+     * Writes file (NULL: none) and its format fmt (NULL: none) as the
+     * image's backing file, on the main thread; the core then updates
+     * bs->backing_file and bs->backing_format. 0 or -errno. NULL: the
+     * format has no backing files.
+     */
+    int (*change_backing_file)(BlockDriverState *bs, const char *file,
+                               const char *fmt);
     /* Sets the length to offset (grow: zero-filled). */
     int (*truncate)(BlockDriverState *bs, int64_t offset, Error **errp);
     int (*get_info)(BlockDriverState *bs, BlockDriverInfo *bdi);
@@ -238,6 +253,15 @@ struct BlockDriver {
 BdrvChild *bdrv_open_child(BlockDriverState *parent, const BlockdevRef *ref,
                            const char *child_name, BdrvChildRole role,
                            Error **errp);
+/*
+ * A filter of a driver blockdev-add does not know (a job's commit_top or
+ * mirror_top, as QEMU's bdrv_new_open_driver()), named node_name or
+ * generated, over child (its "backing" child, which bs->file points to):
+ * nobody uses it yet; bdrv_unref() frees it. Main thread.
+ */
+BlockDriverState *bdrv_new_filter(const BlockDriver *drv,
+                                  const char *node_name, bool read_only,
+                                  BlockDriverState *child, Error **errp);
 /*
  * The backing child of a COW format: ref as given by the user (NULL when
  * absent: the header's backing file and format, bs->backing_file and

@@ -13,13 +13,12 @@
  * Opens a filter over source with target as its target (node name
  * filter_node_name, or generated) and puts it in front of source: every
  * user of source now goes through it. *bcs is its copy state.
+ * bdrv_drop_filter() takes it away again and frees it.
  */
 BlockDriverState *bdrv_cbw_append(BlockDriverState *source,
                                   BlockDriverState *target,
                                   const char *filter_node_name,
                                   BlockCopyState **bcs, Error **errp);
-/* Takes the filter away again and frees it. */
-void bdrv_cbw_drop(BlockDriverState *filter);
 /* The error that broke the snapshot (on-cbw-error=break-snapshot), or 0. */
 int bdrv_cbw_snapshot_error(BlockDriverState *filter);
 

@@ -109,7 +109,7 @@ static void test_guest_write_copies_old_data_first(void)
     g_assert_cmpint(count(filter, 0), ==, SIZE);
     g_assert_cmpint(count(filter, 1), ==, 65536);
 
-    bdrv_cbw_drop(filter);
+    bdrv_drop_filter(filter);
     g_assert_true(blk_bs(st.guest) == st.src);
     g_assert_null(bdrv_query_dirty_bitmaps(st.src));
     teardown(&st);
@@ -174,7 +174,7 @@ static void test_point_in_time_under_concurrent_writes(void)
     g_assert_cmpint(total + count(filter, 1), >=, SIZE);
     g_assert_cmpint(blk_pread(st.reader, 0, SIZE, after, 0), ==, 0);
     g_assert_true(memcmp(after, orig, SIZE) == 0);
-    bdrv_cbw_drop(filter);
+    bdrv_drop_filter(filter);
     teardown(&st);
 }
 
@@ -194,7 +194,7 @@ static void test_source_cannot_be_written_or_resized_behind_it(void)
     g_assert_false(bdrv_truncate(st.src, SIZE * 2, &err));
     g_assert_nonnull(strstr(error_get_pretty(err), "resize"));
     blk_unref(other);
-    bdrv_cbw_drop(filter);
+    bdrv_drop_filter(filter);
     teardown(&st);
 }
 
@@ -219,7 +219,7 @@ static void test_copy_error_breaks_guest_write(void)
     g_assert_cmpint(bdrv_cbw_snapshot_error(filter), ==, 0);
     /* The cluster is still to be copied. */
     g_assert_cmpint(count(st.src, 0), ==, SIZE);
-    bdrv_cbw_drop(filter);
+    bdrv_drop_filter(filter);
     teardown(&st);
 }
 
