@@ -938,3 +938,44 @@ void qcow2_bitmaps_set_readonly(BlockDriverState *bs)
         }
     }
 }
+
+int qcow2_bitmaps_set_writable(BlockDriverState *bs, Error **errp)
+{
+    g_autoptr(GPtrArray) bitmaps = bdrv_dirty_bitmap_list(bs);
+    g_autoptr(GPtrArray) list = NULL;
+    g_autoptr(GPtrArray) marked = g_ptr_array_new();
+    guint i;
+    int ret;
+
+    for (i = 0; i < bitmaps->len; i++) {
+        BdrvDirtyBitmap *bm = g_ptr_array_index(bitmaps, i);
+
+        if (bdrv_dirty_bitmap_persistent(bm) && bdrv_dirty_bitmap_readonly(bm) &&
+            !bdrv_dirty_bitmap_inconsistent(bm)) {
+            g_ptr_array_add(marked, bm);
+        }
+    }
+    if (!marked->len) {
+        return 0;
+    }
+    list = read_directory(bs, errp);
+    if (!list) {
+        return -EINVAL;
+    }
+    for (i = 0; i < marked->len; i++) {
+        BitmapEntry *e = find_entry(list, bdrv_dirty_bitmap_name(marked->pdata[i]));
+
+        if (e) {
+            e->flags |= FLAG_IN_USE;
+        }
+    }
+    ret = switch_directory(bs, list);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Can't update bitmap directory");
+        return ret;
+    }
+    for (i = 0; i < marked->len; i++) {
+        bdrv_dirty_bitmap_set_readonly(marked->pdata[i], false);
+    }
+    return 0;
+}

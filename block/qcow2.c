@@ -179,6 +179,22 @@ static int read_extensions(BlockDriverState *bs, const uint8_t *buf,
 
 /* ---- checks at open ---------------------------------------------------- */
 
+/* What a read-write open (or going read-write) refuses. */
+static int check_writable(uint64_t incompatible_features, Error **errp)
+{
+    if (incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
+        error_setg(errp, "qcow2: Image is corrupt; cannot be opened read/write");
+        return -EACCES;
+    }
+    if (incompatible_features & QCOW2_INCOMPAT_DIRTY) {
+        error_setg(errp, "qcow2: Image is dirty (its refcounts may be stale); "
+                   "repair it with 'qemu-img check -r all' before opening it "
+                   "read/write");
+        return -EACCES;
+    }
+    return 0;
+}
+
 static int check_features(BlockDriverState *bs, const Qcow2Header *h,
                           const uint8_t *features, size_t features_len,
                           Error **errp)
@@ -227,20 +243,7 @@ static int check_features(BlockDriverState *bs, const Qcow2Header *h,
                    "exceed 64 bits");
         return -EINVAL;
     }
-    if (bs->read_only) {
-        return 0;
-    }
-    if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
-        error_setg(errp, "qcow2: Image is corrupt; cannot be opened read/write");
-        return -EACCES;
-    }
-    if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY) {
-        error_setg(errp, "qcow2: Image is dirty (its refcounts may be stale); "
-                   "repair it with 'qemu-img check -r all' before opening it "
-                   "read/write");
-        return -EACCES;
-    }
-    return 0;
+    return bs->read_only ? 0 : check_writable(h->incompatible_features, errp);
 }
 
 static bool table_ok(BDRVQcow2State *s, uint64_t offset, uint64_t bytes)
@@ -357,6 +360,27 @@ uint8_t *qcow2_read_first_cluster(BlockDriverState *bs, Qcow2Header *h,
     return NULL;
 }
 
+/* Before the first write: clear the autoclear bits whose data we would not keep. */
+static int clear_autoclear(BlockDriverState *bs, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret;
+
+    if (!(s->autoclear_features & ~QCOW2_AUTOCLEAR_KEEP)) {
+        return 0;
+    }
+    s->autoclear_features &= QCOW2_AUTOCLEAR_KEEP;
+    ret = qcow2_header_store(bs, offsetof(Qcow2Header, autoclear_features),
+                             s->autoclear_features, 8);
+    if (ret == 0) {
+        ret = bdrv_flush(bs->file->bs);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not update qcow2 header");
+    }
+    return ret;
+}
+
 static bool qcow2_probe(const uint8_t *buf, size_t len)
 {
     uint32_t magic;
@@ -460,16 +484,9 @@ static int qcow2_open(BlockDriverState *bs, const BlockdevOptions *opts,
         goto fail;
     }
 
-    /* Writing: clear the autoclear bits whose data we would not keep. */
-    if (!bs->read_only && (s->autoclear_features & ~QCOW2_AUTOCLEAR_KEEP)) {
-        s->autoclear_features &= QCOW2_AUTOCLEAR_KEEP;
-        ret = qcow2_header_store(bs, offsetof(Qcow2Header, autoclear_features),
-                                 s->autoclear_features, 8);
-        if (ret == 0) {
-            ret = bdrv_flush(bs->file->bs);
-        }
+    if (!bs->read_only) {
+        ret = clear_autoclear(bs, errp);
         if (ret < 0) {
-            error_setg_errno(errp, -ret, "Could not update qcow2 header");
             goto fail;
         }
     }
@@ -540,6 +557,105 @@ static void qcow2_close(BlockDriverState *bs)
 {
     settle(bs);
     qcow2_free_state(bs->opaque);
+}
+
+/* A read-only image becomes writable: what a read-write open checks and writes. */
+static int qcow2_set_writable(BlockDriverState *bs, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = check_writable(s->incompatible_features, errp);
+
+    if (ret == 0) {
+        ret = clear_autoclear(bs, errp);
+    }
+    /* Its bitmaps record again, in use in the image (QEMU's reopen). */
+    return ret < 0 ? ret : qcow2_bitmaps_set_writable(bs, errp);
+}
+
+/* Appends a header extension to buf at *off (padded to 8), if it fits in end. */
+static bool put_extension(uint8_t *buf, size_t *off, size_t end, uint32_t type,
+                          const void *data, uint32_t len)
+{
+    size_t padded = (len + 7) & ~(size_t)7;
+
+    if (*off + 8 + padded > end) {
+        return false;
+    }
+    qcow2_st32(buf + *off, type);
+    qcow2_st32(buf + *off + 4, len);
+    memcpy(buf + *off + 8, data, len);
+    *off += 8 + padded;
+    return true;
+}
+
+/*
+ * The first cluster is rewritten in place, as QEMU's qcow2_update_header
+ * does: the header as it is but for the backing file fields, the backing
+ * format extension first, every other extension in its order byte for
+ * byte, the end marker, then the name. Under s->lock, since I/O threads
+ * store header fields too.
+ */
+static int qcow2_change_backing_file(BlockDriverState *bs, const char *file,
+                                     const char *fmt)
+{
+    BDRVQcow2State *s = bs->opaque;
+    size_t name_len = file ? strlen(file) : 0;
+    size_t len = MIN((uint64_t)bdrv_child_getlength(bs->file), s->cluster_size);
+    g_autofree uint8_t *old = g_malloc0(s->cluster_size);
+    g_autofree uint8_t *buf = g_malloc0(s->cluster_size);
+    size_t in = s->header_length, out = s->header_length;
+    bool fits = true;
+    int ret;
+
+    /* What the file has of the first cluster is what is rewritten. */
+    if (name_len > QCOW2_MAX_BACKING_NAME) {
+        return -EINVAL;
+    }
+    g_mutex_lock(&s->lock);
+    ret = bdrv_pread(bs->file, 0, len, old, 0);
+    if (ret < 0) {
+        goto out;
+    }
+    memcpy(buf, old, s->header_length);
+    if (fmt) {
+        fits = put_extension(buf, &out, len, QCOW2_EXT_BACKING_FORMAT, fmt,
+                             strlen(fmt));
+    }
+    while (fits && in + 8 <= len) {
+        uint32_t type = qcow2_ld32(old + in);
+        uint32_t ext_len = qcow2_ld32(old + in + 4);
+
+        if (type == QCOW2_EXT_END) {
+            break;
+        }
+        if (ext_len > len - in - 8) {
+            ret = -EINVAL;      /* as open would refuse it */
+            goto out;
+        }
+        if (type != QCOW2_EXT_BACKING_FORMAT) {
+            fits = put_extension(buf, &out, len, type, old + in + 8,
+                                 ext_len);
+        }
+        in += 8 + ((ext_len + 7) & ~7u);
+    }
+    /* The end marker (zeroes), then the name. */
+    if (!fits || out + 8 + name_len > len) {
+        ret = -ENOSPC;
+        goto out;
+    }
+    out += 8;
+    if (file) {
+        memcpy(buf + out, file, name_len);
+    }
+    qcow2_st64(buf + offsetof(Qcow2Header, backing_file_offset), file ? out : 0);
+    qcow2_st32(buf + offsetof(Qcow2Header, backing_file_size), name_len);
+    ret = bdrv_pwrite(bs->file, 0, len, buf, 0);
+    if (ret == 0) {
+        ret = bdrv_flush(bs->file->bs);
+    }
+out:
+    g_mutex_unlock(&s->lock);
+    return ret;
 }
 
 static int qcow2_flush(BlockDriverState *bs)
@@ -727,6 +843,8 @@ const BlockDriver bdrv_qcow2 = {
     .probe = qcow2_probe,
     .close = qcow2_close,
     .set_read_only = qcow2_set_read_only,
+    .set_writable = qcow2_set_writable,
+    .change_backing_file = qcow2_change_backing_file,
     .create = qcow2_create,
     .truncate = qcow2_truncate,
     .get_info = qcow2_get_info,

@@ -447,6 +447,8 @@ int qcow2_store_bitmaps(BlockDriverState *bs, Error **errp);
  * read-only too, so nothing changes them and the close stores no more.
  */
 void qcow2_bitmaps_set_readonly(BlockDriverState *bs);
+/* The node goes read-write again: they are in use and writable again. */
+int qcow2_bitmaps_set_writable(BlockDriverState *bs, Error **errp);
 /* The BlockDriver hooks: QEMU's limits; deleting from the image. */
 bool qcow2_can_store_new_bitmap(BlockDriverState *bs, const char *name,
                                 uint32_t granularity, Error **errp);

@@ -1384,6 +1384,160 @@ static void test_autoclear_cleared(void)
     assert_check_clean("ac.qcow2");
 }
 
+/* The data of the header extension of that type in image name, or NULL. */
+static GBytes *header_extension(const char *name, uint32_t type)
+{
+    gsize len;
+    g_autofree uint8_t *buf = read_file(name, &len);
+    size_t off = GUINT32_FROM_BE(*(uint32_t *)(buf + 100));
+
+    while (off + 8 <= len) {
+        uint32_t t = GUINT32_FROM_BE(*(uint32_t *)(buf + off));
+        uint32_t n = GUINT32_FROM_BE(*(uint32_t *)(buf + off + 4));
+
+        if (t == 0) {
+            break;
+        }
+        if (t == type) {
+            return g_bytes_new(buf + off + 8, n);
+        }
+        off += 8 + ((n + 7) & ~7u);
+    }
+    return NULL;
+}
+
+/* The backing file the node's header names, as its query shows it. */
+static char *node_backing_file(BlockDriverState *bs)
+{
+    g_autoptr(BlockDeviceInfo) info = bdrv_query_node_info(bs, true);
+
+    return g_strdup_printf("%s %s", info->image->backing_filename ?: "",
+                           info->image->backing_filename_format ?: "");
+}
+
+/* qemu-img info's backing file and format of image name ("" if none). */
+static char *backing_of(const char *name)
+{
+    g_autofree char *out = NULL;
+
+    SH_OK("qemu-img info --output=json %s > info.json", name);
+    g_assert_cmpint(sh(&out, "python3 -c 'import json; i = json.load(open(\"info.json\"));"
+                       " print(i.get(\"backing-filename\", \"\"),"
+                       " i.get(\"backing-filename-format\", \"\"))'"), ==, 0);
+    return g_strstrip(g_steal_pointer(&out));
+}
+
+static void test_change_backing_file(void)
+{
+    BlockDriverState *bs;
+    g_autoptr(GBytes) features = NULL;
+    g_autoptr(GBytes) features_after = NULL;
+    g_autofree char *before = NULL, *after = NULL, *gone = NULL, *node = NULL;
+    g_autofree char *too_long = g_strnfill(1024, 'x');
+
+    if (!block_test_have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 old.qcow2 1M");
+    SH_OK("qemu-img create -q -f qcow2 -b old.qcow2 -F qcow2 cb.qcow2 1M");
+    SH_OK("qemu-io -c 'write -P 0x5a 64k 64k' cb.qcow2");
+    features = header_extension("cb.qcow2", 0x6803f857);
+    g_assert_nonnull(features);
+    before = backing_of("cb.qcow2");
+    g_assert_cmpstr(before, ==, "old.qcow2 qcow2");
+
+    bs = open_qcow2("cb.qcow2", false, "\"backing\": null", &error_abort);
+    g_assert_cmpint(bdrv_change_backing_file(bs, "a-longer-name-for-the-new-base.img",
+                                             "raw"), ==, 0);
+    node = node_backing_file(bs);
+    g_assert_cmpstr(node, ==, "a-longer-name-for-the-new-base.img raw");
+    /* Names that do not fit are refused, the header left as it is. */
+    g_assert_cmpint(bdrv_change_backing_file(bs, too_long, "raw"), ==, -EINVAL);
+    g_assert_true(bdrv_del_node("q", &error_abort));
+    after = backing_of("cb.qcow2");
+    g_assert_cmpstr(after, ==, "a-longer-name-for-the-new-base.img raw");
+    /* Other extensions stay byte for byte; the data stays. */
+    features_after = header_extension("cb.qcow2", 0x6803f857);
+    g_assert_true(g_bytes_equal(features, features_after));
+    SH_OK("qemu-img create -q -f raw a-longer-name-for-the-new-base.img 1M");
+    SH_OK("qemu-img check -q cb.qcow2");
+    SH_OK("qemu-io -c 'read -P 0x5a 64k 64k' cb.qcow2");
+
+    bs = open_qcow2("cb.qcow2", false, "\"backing\": null", &error_abort);
+    g_assert_cmpint(bdrv_change_backing_file(bs, NULL, NULL), ==, 0);
+    g_free(node);
+    node = node_backing_file(bs);
+    g_assert_cmpstr(node, ==, " ");
+    g_assert_true(bdrv_del_node("q", &error_abort));
+    gone = backing_of("cb.qcow2");
+    g_assert_cmpstr(gone, ==, "");
+    g_assert_null(header_extension("cb.qcow2", 0xe2792aca));
+    SH_OK("qemu-img check -q cb.qcow2");
+    SH_OK("qemu-io -c 'read -P 0x5a 64k 64k' -c 'read -P 0 0 64k' cb.qcow2");
+}
+
+static void test_change_backing_file_no_space(void)
+{
+    BlockDriverState *bs;
+    g_autofree char *name = g_strnfill(600, 'y');
+    g_autofree char *info = NULL, *node = NULL;
+
+    if (!block_test_have_qemu_tools()) {
+        return;
+    }
+    /* A 512-byte first cluster has no room for a 600-byte name. */
+    SH_OK("qemu-img create -q -f qcow2 -o cluster_size=512 -b old.qcow2 "
+          "-F qcow2 small.qcow2 1M");
+    bs = open_qcow2("small.qcow2", false, "\"backing\": null", &error_abort);
+    g_assert_cmpint(bdrv_change_backing_file(bs, name, "qcow2"), ==, -ENOSPC);
+    node = node_backing_file(bs);
+    g_assert_cmpstr(node, ==, "old.qcow2 qcow2");
+    g_assert_true(bdrv_del_node("q", &error_abort));
+    info = backing_of("small.qcow2");
+    g_assert_cmpstr(info, ==, "old.qcow2 qcow2");
+    SH_OK("qemu-img check -q small.qcow2");
+}
+
+static void test_set_writable(void)
+{
+    BlockDriverState *bs;
+    BlockBackend *blk;
+    Error *err = NULL;
+    char buf[4096];
+
+    if (!block_test_have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 ro.qcow2 1M");
+    bs = open_qcow2("ro.qcow2", true, NULL, &error_abort);
+    g_assert_true(bdrv_is_read_only(bdrv_file_bs(bs)));
+    g_assert_true(bdrv_set_writable(bs, &error_abort));
+    /* The file opened with it follows. */
+    g_assert_false(bdrv_is_read_only(bs));
+    g_assert_false(bdrv_is_read_only(bdrv_file_bs(bs)));
+    blk = attach(bs, true);
+    memset(buf, 0x77, sizeof(buf));
+    g_assert_cmpint(blk_pwrite(blk, 8192, sizeof(buf), buf, 0), ==, 0);
+    blk_unref(blk);
+    g_assert_true(bdrv_set_read_only(bs, &error_abort));
+    g_assert_true(bdrv_is_read_only(bdrv_file_bs(bs)));
+    g_assert_true(bdrv_del_node("q", &error_abort));
+    SH_OK("qemu-img check -q ro.qcow2");
+    SH_OK("qemu-io -c 'read -P 0x77 8k 4k' ro.qcow2");
+
+    /* What a read-write open refuses, going read-write refuses too. */
+    SH_OK("qemu-img create -q -f qcow2 bad.qcow2 1M");
+    set_incompat("bad.qcow2", 2);
+    bs = open_qcow2("bad.qcow2", true, NULL, &error_abort);
+    g_assert_false(bdrv_set_writable(bs, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==,
+                    "qcow2: Image is corrupt; cannot be opened read/write");
+    error_free(err);
+    g_assert_true(bdrv_is_read_only(bs));
+    g_assert_true(bdrv_is_read_only(bdrv_file_bs(bs)));
+    g_assert_true(bdrv_del_node("q", &error_abort));
+}
+
 /* ---- crashes ----------------------------------------------------------- */
 
 /* In a child process: writes until killed. */
@@ -1519,6 +1673,10 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/corruption/marks-image", test_corruption_marks_image);
     g_test_add_func("/qcow2/backing/without-format", test_backing_without_format);
     g_test_add_func("/qcow2/header/autoclear-cleared", test_autoclear_cleared);
+    g_test_add_func("/qcow2/header/change-backing-file", test_change_backing_file);
+    g_test_add_func("/qcow2/header/change-backing-file-no-space",
+                    test_change_backing_file_no_space);
+    g_test_add_func("/qcow2/header/set-writable", test_set_writable);
     g_test_add_func("/qcow2/crash/kill-leaves-no-corruption",
                     test_kill_leaves_no_corruption);
     ret = g_test_run();
