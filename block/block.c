@@ -845,6 +845,31 @@ void bdrv_remove_overlay(BlockDriverState *overlay)
     bdrv_unref(bs);
 }
 
+BlockdevRef *bdrv_node_reference(const BlockDriverState *bs)
+{
+    BlockdevRef *ref = g_new0(BlockdevRef, 1);
+
+    ref->type = QTYPE_QSTRING;
+    ref->u.reference = g_strdup(bs->node_name);
+    return ref;
+}
+
+BlockDriverState *bdrv_insert_node(BlockDriverState *bs,
+                                   const BlockdevOptions *opts, Error **errp)
+{
+    BlockDriverState *filter = bdrv_open_internal(opts, errp);
+
+    if (!filter) {
+        error_prepend(errp, "Could not create node: ");
+        return NULL;
+    }
+    if (!bdrv_replace_node(bs, filter, errp)) {
+        bdrv_unref(filter);
+        return NULL;
+    }
+    return filter;
+}
+
 void bdrv_drop_filter(BlockDriverState *filter)
 {
     g_assert(filter->drv->is_filter);

@@ -196,15 +196,6 @@ const BlockDriver bdrv_copy_before_write = {
     .copy_range_to = cbw_copy_range_to,
 };
 
-static BlockdevRef *reference(const char *node_name)
-{
-    BlockdevRef *ref = g_new0(BlockdevRef, 1);
-
-    ref->type = QTYPE_QSTRING;
-    ref->u.reference = g_strdup(node_name);
-    return ref;
-}
-
 BlockDriverState *bdrv_cbw_append(BlockDriverState *source,
                                   BlockDriverState *target,
                                   const char *filter_node_name,
@@ -215,18 +206,12 @@ BlockDriverState *bdrv_cbw_append(BlockDriverState *source,
 
     opts->driver = BLOCKDEV_DRIVER_COPY_BEFORE_WRITE;
     opts->node_name = g_strdup(filter_node_name);
-    opts->u.copy_before_write.file = reference(bdrv_get_node_name(source));
-    opts->u.copy_before_write.target = reference(bdrv_get_node_name(target));
-    filter = bdrv_open_internal(opts, errp);
-    if (!filter) {
-        error_prepend(errp, "Could not create node: ");
-        return NULL;
+    opts->u.copy_before_write.file = bdrv_node_reference(source);
+    opts->u.copy_before_write.target = bdrv_node_reference(target);
+    filter = bdrv_insert_node(source, opts, errp);
+    if (filter) {
+        *bcs = ((BDRVCbwState *)filter->opaque)->bcs;
     }
-    if (!bdrv_replace_node(source, filter, errp)) {
-        bdrv_unref(filter);
-        return NULL;
-    }
-    *bcs = ((BDRVCbwState *)filter->opaque)->bcs;
     return filter;
 }
 

@@ -8,6 +8,7 @@
 
 extern const BlockDriver bdrv_blkdebug;
 extern const BlockDriver bdrv_copy_before_write;
+extern const BlockDriver bdrv_copy_on_read;
 extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_nbd;
 extern const BlockDriver bdrv_null_co;
@@ -17,6 +18,7 @@ extern const BlockDriver bdrv_raw;
 static const BlockDriver *const block_drivers[] = {
     &bdrv_blkdebug,
     &bdrv_copy_before_write,
+    &bdrv_copy_on_read,
     &bdrv_file,
     &bdrv_nbd,
     &bdrv_null_co,

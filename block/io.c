@@ -218,7 +218,7 @@ static int rmw_write(BlockDriverState *bs, int64_t offset, int64_t bytes,
     return ret;
 }
 
-static bool buffer_is_zero(const void *buf, int64_t bytes)
+bool buffer_is_zero(const void *buf, int64_t bytes)
 {
     const char *p = buf;
 
@@ -281,7 +281,9 @@ int bdrv_pwrite(BdrvChild *child, int64_t offset, int64_t bytes,
         ret = rmw_write(bs, offset, bytes, buf, flags);
     }
     /* The write hook: what was asked, failed or not, as QEMU marks it. */
-    bdrv_set_dirty(bs, offset, bytes);
+    if (!(flags & BDRV_REQ_WRITE_UNCHANGED)) {
+        bdrv_set_dirty(bs, offset, bytes);
+    }
     return ret;
 }
 
@@ -323,8 +325,10 @@ int bdrv_pwrite_zeroes(BdrvChild *child, int64_t offset, int64_t bytes,
     if (!bs->discard_unmap) {
         flags &= ~BDRV_REQ_MAY_UNMAP;
     }
-    ret = zeroes_aligned(bs, offset, bytes, flags);
-    bdrv_set_dirty(bs, offset, bytes);
+    ret = zeroes_aligned(bs, offset, bytes, flags & ~BDRV_REQ_WRITE_UNCHANGED);
+    if (!(flags & BDRV_REQ_WRITE_UNCHANGED)) {
+        bdrv_set_dirty(bs, offset, bytes);
+    }
     return ret;
 }
 

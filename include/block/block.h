@@ -35,6 +35,12 @@ typedef enum BdrvRequestFlags {
      * qcow2 takes whole clusters only, the image's last one may be partial
      */
     BDRV_REQ_WRITE_COMPRESSED = 1 << 3,
+    /*
+     * The data written is what reads return already (copy-on-read): the
+     * content does not change, so dirty bitmaps are not marked, as in
+     * QEMU, whose copy-on-read writes bypass them.
+     */
+    BDRV_REQ_WRITE_UNCHANGED = 1 << 4,
 } BdrvRequestFlags;
 
 /* Block status: what reads of a range return, and where it comes from. */
@@ -119,6 +125,14 @@ bool bdrv_set_read_only(BlockDriverState *bs, Error **errp);
  * Runs drained. bdrv_set_read_only() undoes it.
  */
 bool bdrv_set_writable(BlockDriverState *bs, Error **errp);
+/* A reference to bs by its name, for the options of a node opened over it. */
+BlockdevRef *bdrv_node_reference(const BlockDriverState *bs);
+/*
+ * A filter opened from opts (owned by the caller, as bdrv_open_internal)
+ * goes in front of bs: every user of bs uses it instead.
+ */
+BlockDriverState *bdrv_insert_node(BlockDriverState *bs,
+                                   const BlockdevOptions *opts, Error **errp);
 /* A filter in front of a node goes away: its users use the node again. */
 void bdrv_drop_filter(BlockDriverState *filter);
 bool bdrv_truncate(BlockDriverState *bs, int64_t size, Error **errp);

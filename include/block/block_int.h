@@ -289,6 +289,8 @@ int64_t bdrv_get_allocated_file_size(BlockDriverState *bs);
  */
 int bdrv_copy_range_to(BlockDriverState *src, int64_t src_offset,
                        BdrvChild *dst, int64_t dst_offset, int64_t bytes);
+/* Whether the bytes of buf are all zero (detect-zeroes, copy-on-read). */
+bool buffer_is_zero(const void *buf, int64_t bytes);
 
 /* Allocates a buffer fit for I/O on bs (bs->bl.min_mem_alignment). */
 void *bdrv_blockalign(BlockDriverState *bs, size_t size);
