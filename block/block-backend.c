@@ -141,6 +141,12 @@ int64_t blk_getlength(BlockBackend *blk)
     return blk->root ? bdrv_getlength(blk->root->bs) : -ENOMEDIUM;
 }
 
+bool blk_truncate(BlockBackend *blk, int64_t size, Error **errp)
+{
+    g_assert(main_loop_is_main_thread() && (blk->perm & BLK_PERM_RESIZE));
+    return bdrv_truncate_for(blk->root->bs, size, blk->root, errp);
+}
+
 void blk_io_begin(BlockBackend *blk)
 {
     gate_enter();

@@ -622,6 +622,12 @@ void bdrv_close_all(void)
 
 bool bdrv_truncate(BlockDriverState *bs, int64_t size, Error **errp)
 {
+    return bdrv_truncate_for(bs, size, NULL, errp);
+}
+
+bool bdrv_truncate_for(BlockDriverState *bs, int64_t size,
+                       const BdrvChild *user, Error **errp)
+{
     guint i;
     int ret;
     int64_t len;
@@ -638,7 +644,7 @@ bool bdrv_truncate(BlockDriverState *bs, int64_t size, Error **errp)
     for (i = 0; i < bs->core->parents->len; i++) {
         BdrvChild *p = g_ptr_array_index(bs->core->parents, i);
 
-        if (!(p->shared_perm & BLK_PERM_RESIZE)) {
+        if (p != user && !(p->shared_perm & BLK_PERM_RESIZE)) {
             g_autofree char *user = bdrv_child_user_desc(p);
 
             error_setg(errp, "Permission conflict on node '%s': permissions "

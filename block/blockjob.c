@@ -77,6 +77,23 @@ BlockJob *block_job_using_node(BlockDriverState *bs)
     return NULL;
 }
 
+bool block_job_node_busy(BlockDriverState *bs, Error **errp)
+{
+    BlockJob *job = block_job_using_node(bs);
+
+    if (job) {
+        error_setg(errp, "Node '%s' is busy: block device is in use by block "
+                   "job: %s", bdrv_get_node_name(bs), job_type_str(&job->job));
+    }
+    return job != NULL;
+}
+
+void block_job_remove_all_bdrv(BlockJob *job)
+{
+    g_assert(main_loop_is_main_thread());
+    g_slist_free_full(g_steal_pointer(&job->nodes), (GDestroyNotify)blk_unref);
+}
+
 /* ---- events: called by job.c with the job lock held ------------------- */
 
 static void block_job_event_pending(Job *job)
@@ -137,8 +154,7 @@ static void block_job_free(Job *job)
 {
     BlockJob *bjob = (BlockJob *)job;
 
-    g_slist_free_full(g_steal_pointer(&bjob->nodes),
-                      (GDestroyNotify)blk_unref);
+    block_job_remove_all_bdrv(bjob);
     blk_unref(g_steal_pointer(&bjob->blk));
     ratelimit_destroy(&bjob->limit);
 }

@@ -75,6 +75,9 @@ BdrvChild *bdrv_attach_child_edge(BlockDriverState *child_bs, void *parent,
                                   BdrvChildRole role, uint64_t perm,
                                   uint64_t shared, Error **errp);
 void bdrv_detach_child_edge(BdrvChild *c);
+/* bdrv_truncate() for user, which holds resize: only the others are asked. */
+bool bdrv_truncate_for(BlockDriverState *bs, int64_t size,
+                       const BdrvChild *user, Error **errp);
 
 /* block/io.c */
 void bdrv_node_io_init(BlockDriverState *bs);

@@ -50,6 +50,14 @@ BdrvDirtyBitmap *bdrv_find_dirty_bitmap(BlockDriverState *bs, const char *name)
     return names ? g_hash_table_lookup(names, name) : NULL;
 }
 
+BdrvDirtyBitmap *bdrv_dirty_bitmap_next(BlockDriverState *bs,
+                                        BdrvDirtyBitmap *bm)
+{
+    GList *l = bm ? g_list_find(bs->core->bitmaps, bm)->next : bs->core->bitmaps;
+
+    return l ? l->data : NULL;
+}
+
 BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
                                           uint32_t granularity,
                                           const char *name, Error **errp)

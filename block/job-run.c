@@ -215,10 +215,16 @@ void job_enter_cond_locked(Job *job, bool (*fn)(Job *job))
     g_cond_broadcast(&job->wake);
 }
 
+static bool job_not_paused_locked(Job *job)
+{
+    return !job->paused;
+}
+
 void job_enter(Job *job)
 {
     job_lock();
-    job_enter_cond_locked(job, NULL);
+    /* A paused job wakes when resumed, not before (QEMU's callers check). */
+    job_enter_cond_locked(job, job_not_paused_locked);
     job_unlock();
 }
 

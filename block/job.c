@@ -174,6 +174,16 @@ bool job_cancel_requested_locked(Job *job)
     return job->cancelled;
 }
 
+bool job_cancel_requested(Job *job)
+{
+    bool ret;
+
+    job_lock();
+    ret = job_cancel_requested_locked(job);
+    job_unlock();
+    return ret;
+}
+
 bool job_is_cancelled(Job *job)
 {
     bool ret;

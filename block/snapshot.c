@@ -12,13 +12,9 @@
 /* QEMU's op blockers for an external snapshot, with their texts. */
 static bool check_not_busy(BlockDriverState *bs, Error **errp)
 {
-    BlockJob *job = block_job_using_node(bs);
     guint i;
 
-    if (job) {
-        error_setg(errp, "Node '%s' is busy: block device is in use by block "
-                   "job: %s", bdrv_get_node_name(bs),
-                   JobType_str(job->job.driver->job_type));
+    if (block_job_node_busy(bs, errp)) {
         return false;
     }
     for (i = 0; i < bs->core->parents->len; i++) {

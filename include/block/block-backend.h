@@ -33,6 +33,11 @@ BlockDriverState *blk_bs(BlockBackend *blk);
 BlockBackend *blk_next(BlockBackend *blk);
 const char *blk_owner(const BlockBackend *blk);
 int64_t blk_getlength(BlockBackend *blk);
+/*
+ * Resizes the node of a user that needs resize (a commit growing its
+ * base): block_resize's checks but of the user itself. Main thread.
+ */
+bool blk_truncate(BlockBackend *blk, int64_t size, Error **errp);
 
 /*
  * For a user that does I/O on the nodes below its root itself (a backup's

@@ -71,6 +71,13 @@ BlockJob *block_job_get(const char *id);
 BlockJob *block_job_next(BlockJob *job);
 /* The block job whose main node or added node bs is, if any. Main thread. */
 BlockJob *block_job_using_node(BlockDriverState *bs);
+/*
+ * QEMU's op blocker of the nodes block jobs use: true, with "Node 'X' is
+ * busy: block device is in use by block job: TYPE", if one uses bs.
+ */
+bool block_job_node_busy(BlockDriverState *bs, Error **errp);
+/* The job lets go of the further nodes (before it changes the graph). */
+void block_job_remove_all_bdrv(BlockJob *job);
 bool block_job_is_internal(BlockJob *job);
 
 /* block-job-set-speed: the verb check, then a negative speed is refused. */

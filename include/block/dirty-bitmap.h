@@ -38,6 +38,9 @@ BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
 /* Frees a bitmap that is not busy and has no successor. */
 void bdrv_release_dirty_bitmap(BdrvDirtyBitmap *bm);
 BdrvDirtyBitmap *bdrv_find_dirty_bitmap(BlockDriverState *bs, const char *name);
+/* bs's bitmaps, newest first: start with NULL, ends with NULL. */
+BdrvDirtyBitmap *bdrv_dirty_bitmap_next(BlockDriverState *bs,
+                                        BdrvDirtyBitmap *bm);
 /* QEMU's default: the cluster size clamped to [4 KiB, 64 KiB], else 64 KiB. */
 uint32_t bdrv_get_default_bitmap_granularity(BlockDriverState *bs);
 

@@ -202,6 +202,12 @@ void job_yield(Job *job);
 void job_set_delegating(Job *job, bool on);
 /* Whether the job was cancelled (run() should return soon). Any thread. */
 bool job_is_cancelled(Job *job);
+/*
+ * Whether a cancel was asked for at all: also a soft one, which a ready
+ * job whose cancel hook allows it takes as "finish, but do not switch
+ * over". Any thread.
+ */
+bool job_cancel_requested(Job *job);
 /* The job becomes ready (for job-complete): running -> ready. */
 void job_transition_to_ready(Job *job);
 /*
