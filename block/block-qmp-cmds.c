@@ -3,6 +3,7 @@
  * snapshots (qapi/block-snapshot.json). Main thread.
  */
 #include "block/block.h"
+#include "block/blockjob.h"
 #include "block/qapi.h"
 #include "block/snapshot.h"
 #include "qapi-commands.h"
@@ -14,6 +15,12 @@ bool qmp_blockdev_add(BlockdevOptions *options, Error **errp)
 
 bool qmp_blockdev_del(const char *node_name, Error **errp)
 {
+    BlockDriverState *bs = bdrv_find_node(node_name);
+
+    /* QEMU's op blocker comes before its other checks. */
+    if (bs && block_job_node_busy(bs, errp)) {
+        return false;
+    }
     return bdrv_del_node(node_name, errp);
 }
 
