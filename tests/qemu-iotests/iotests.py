@@ -564,6 +564,16 @@ class QMPClient:
             self._events = [e for e in self._events if e not in sel]
         return sel
 
+    def next_event(self, timeout=None):
+        """Wait for (and dequeue) the next event, whatever its name."""
+        if not self._events:
+            msg = self.recv_msg(timeout)
+            if not isinstance(msg, dict) or 'event' not in msg:
+                raise QMPProtocolError('unexpected reply while waiting for '
+                                       'an event: %r' % (msg,))
+            self._events.append(msg)
+        return self._events.pop(0)
+
     def wait_event(self, name, timeout=None):
         """Wait for (and dequeue) the next event named @name."""
         deadline = time.monotonic() + (self.timeout if timeout is None
