@@ -372,6 +372,11 @@ BlockJob *commit_active_start(const char *job_id, BlockDriverState *bs,
         goto fail;
     }
     s->mirror_top = mirror_top;
+    /* No other job may take the source meanwhile. */
+    if (!block_job_add_bdrv(&s->common, "source", bs, 0,
+                            BLK_PERM_CONSISTENT_READ | shared, errp)) {
+        goto fail_job;
+    }
     if (bdrv_getlength(base) < bdrv_getlength(bs)) {
         base_perm |= BLK_PERM_RESIZE;
     }
