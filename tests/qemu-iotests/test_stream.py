@@ -112,12 +112,17 @@ class ChainTestCase(SnapshotTestCase):
             time.sleep(0.01)
 
     def errors(self, qmp, d, cases):
-        """Each QMP command's (class, desc), paths as $DIR, and its events."""
+        """Each QMP command's (class, desc), paths as $DIR, and its events
+        but the pause and resume of jobs QEMU drains around a transaction
+        (blkd holds their requests instead: docs/devel/jobs.md)."""
+        flips = ('paused', 'running', 'standby', 'ready')
         out = []
         for cmd, args in cases:
             reply = qmp.cmd(cmd, subst(args, d))
             qmp.sync()
-            events = [(e['event'], e['data']) for e in qmp.get_events()]
+            events = [(e['event'], e['data']) for e in qmp.get_events()
+                      if e['event'] != 'JOB_STATUS_CHANGE' or
+                      e['data']['status'] not in flips]
             err = reply.get('error', {})
             out.append((cmd, args, tuple(norm((err.get('class'),
                                                err.get('desc')), d)),

@@ -1,0 +1,309 @@
+#!/usr/bin/python3
+"""block-commit on blkd and qemu-storage-daemon side by side, over the
+chain base <- mid <- top of test_stream.py (top exported over NBD):
+committing the intermediate layer mid, and the active commit of top
+(a mirror: ready, guest writes mirrored, then job-complete or a cancel).
+Events, query-block-jobs, the node graph during and after the job, the
+exports, the bitmaps QEMU has too (the base's recording bitmap counts
+the clusters committed into it), the headers, and the data: the base
+holds what was committed, the disk what guests wrote, every image passes
+qemu-img check once the daemon is gone.
+
+blkd goes further (docs/interop/bitmaps.rst): the committed layers'
+bitmaps are merged into the base's. Those bitmaps are checked here on
+blkd and left out of the comparison; test_commit_bitmaps.py has the
+checkpoints that need them.
+"""
+import time
+import unittest
+
+import iotests
+from test_jobs import subst
+from test_snapshots import to_raw
+from test_stream import GUEST_WRITES, ChainTestCase
+
+
+def base_node(qmp):
+    """The name of the node of base.qcow2 (opened from a header)."""
+    (name,) = [n['node-name'] for n in qmp.command('query-named-block-nodes')
+               if n['drv'] == 'qcow2' and n['file'].endswith('/base.qcow2')]
+    return name
+
+
+class CommitTestCase(ChainTestCase):
+
+    def start_with_bitmaps(self, binary, nodes=True):
+        """The chain, with a recording bitmap on each layer."""
+        d, qmp = self.start_chain(binary, nodes)
+        layers = (('top', 'bt'), ('mid', 'bm'), ('base', 'bb')) if nodes else \
+            (('top', 'bt'), (base_node(qmp), 'bb'))
+        for node, name in layers:
+            qmp.command('block-dirty-bitmap-add', node=node, name=name)
+        return d, qmp
+
+    def all_bitmaps(self, qmp, d):
+        """{node: [(name, count, recording)]}, generated names as '#'."""
+        out = {}
+        for n in qmp.command('query-named-block-nodes', flat=True):
+            name = '#' if n['node-name'].startswith('#') else n['node-name']
+            for b in n.get('dirty-bitmaps', []):
+                out.setdefault(name, []).append(
+                    (b.get('name'), b['count'], b['recording']))
+        return out
+
+    def without(self, got, node, names):
+        """got with blkd's merged bitmaps left out (QEMU has none)."""
+        got = dict(got)
+        got['bitmaps'] = dict(got['bitmaps'])
+        got['bitmaps'][node] = [b for b in got['bitmaps'][node]
+                                if b[0] not in names]
+        if not got['bitmaps'][node]:
+            del got['bitmaps'][node]
+        return got
+
+
+class IntermediateCommitTest(CommitTestCase):
+
+    def run_commit(self, binary, nodes=True, **args):
+        d, qmp = self.start_with_bitmaps(binary, nodes)
+        before = self.disk_now(d, 'before.raw')
+        committed = to_raw(d.path('mid.qcow2'), d.path('mid-before.raw'))
+        qmp.command('block-commit', job_id='c0', device='top', speed=1,
+                    **subst(args, d))
+        during = (self.graph(qmp, d), self.block_jobs(qmp))
+        self.write(d, *GUEST_WRITES)
+        qmp.command('block-job-set-speed', device='c0', speed=0)
+        events = self.job_events(qmp, 'c0')
+        after = self.graph(qmp, d)
+        bitmaps = self.all_bitmaps(qmp, d)
+        now = self.disk_now(d, 'now.raw')
+        self.check_images(d, 'base.qcow2', 'mid.qcow2', 'top.qcow2')
+        # The base holds what mid showed; guests' writes are in top.
+        self.assertSameImage(committed, to_raw(d.path('base.qcow2'),
+                                               d.path('base.raw')))
+        self.assertSameImage(self.expected(d, 'want.raw', before, GUEST_WRITES),
+                             now)
+        self.assertSameImage(now, to_raw(d.path('top.qcow2'), d.path('top.raw')))
+        return {'during': during, 'events': events, 'after': after,
+                'bitmaps': bitmaps, 'header': self.image_info(d, 'top.qcow2')}
+
+    def test_commit_mid_into_base(self):
+        args = {'top-node': 'mid', 'base-node': 'base'}
+        got = self.run_commit(self.blkd, **args)
+        self.assertIn(('#', 'commit_top', True, '', ''), got['during'][0])
+        # The base is writable meanwhile, read-only again after.
+        self.assertIn(('base', 'qcow2', False, '', ''), got['during'][0])
+        self.assertIn(('base', 'qcow2', True, '', ''), got['after'])
+        self.assertIn(('top', 'qcow2', False, '$DIR/base.qcow2', ''), got['after'])
+        self.assertEqual(got['header'], ('$DIR/base.qcow2', 'qcow2'))
+        # mid's 4 MiB and zero cluster were committed: the base recorded them.
+        self.assertEqual(got['bitmaps']['base'],
+                         [('bm', 0, True), ('bb', (4 << 20) + (64 << 10), True)])
+        if self.have_qsd():
+            self.assertEqual(self.without(got, 'base', ['bm']),
+                             self.run_commit(self.qsd, **args))
+
+    def test_commit_chain_opened_from_headers(self):
+        """Layers by file name; the base's file is read-only, opened with it."""
+        args = {'top': '$DIR/mid.qcow2', 'base': '$DIR/base.qcow2',
+                'backing-file': 'base.qcow2', 'filter-node-name': 'ct'}
+        got = self.run_commit(self.blkd, nodes=False, **args)
+        self.assertIn(('ct', 'commit_top', True, '', ''), got['during'][0])
+        self.assertEqual(got['header'], ('base.qcow2', 'qcow2'))
+        # mid was only the chain's: it is gone.
+        self.assertEqual([n[1] for n in got['after']],
+                         ['file', 'file', 'qcow2', 'qcow2'])
+        if self.have_qsd():
+            self.assertEqual(got, self.run_commit(self.qsd, nodes=False, **args))
+
+    def run_cancel(self, binary):
+        d, qmp = self.start_chain(binary)
+        before = self.graph(qmp, d)
+        qmp.command('block-commit', job_id='c0', device='top', top_node='mid',
+                    base_node='base', speed=1)
+        # 2 MiB not allocated above the base, then a chunk copied.
+        self.wait_offset(qmp, 'c0', (2 << 20) + (512 << 10))
+        refused = qmp.cmd('block-job-complete', device='c0')
+        qmp.command('job-cancel', id='c0')
+        events = self.job_events(qmp, 'c0')
+        after = self.graph(qmp, d)
+        self.assertEqual(before, after)
+        now = self.disk_now(d, 'now.raw')
+        self.check_images(d, 'base.qcow2', 'mid.qcow2', 'top.qcow2')
+        self.assertSameImage(now, to_raw(d.path('top.qcow2'), d.path('top.raw')))
+        return events, after, self.image_info(d, 'top.qcow2'), refused
+
+    def test_cancel_leaves_the_chain(self):
+        got = self.run_cancel(self.blkd)
+        self.assertEqual(got[3]['error']['desc'], "Job 'c0' in state 'running' "
+                         "cannot accept command verb 'complete'")
+        self.assertIn('BLOCK_JOB_CANCELLED', [e for e, _ in got[0]])
+        if self.have_qsd():
+            self.assertEqual(got, self.run_cancel(self.qsd))
+
+
+class ActiveCommitTest(CommitTestCase):
+
+    def wait_mirrored(self, qmp, node, count, timeout=10):
+        """Waits until the base's bitmap bb counts the writes mirrored."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = [b['count'] for b in self.bitmaps(qmp, node)
+                   if b.get('name') == 'bb']
+            if got == [count]:
+                return
+            self.assertLess(time.monotonic(), deadline, got)
+            time.sleep(0.01)
+
+    def run_active(self, binary, verb, nodes=True):
+        d, qmp = self.start_with_bitmaps(binary, nodes)
+        base = 'base' if nodes else '$DIR/base.qcow2'
+        args = {'base-node': base} if nodes else {'base': base}
+        before = self.disk_now(d, 'before.raw')
+        qmp.command('block-commit', job_id='c0', device='top',
+                    **subst(args, d))
+        events = self.job_events(qmp, 'c0', until='ready')
+        ready = (self.graph(qmp, d), self.block_jobs(qmp, keep=(
+            'type', 'device', 'len', 'offset', 'status', 'ready')))
+        # Guest writes while ready reach the base too: what was committed,
+        # and 1 MiB at 1M and a cluster at 13M+64k more.
+        self.write(d, *GUEST_WRITES)
+        self.wait_mirrored(qmp, 'base' if nodes else base_node(qmp),
+                           (5 << 20) + (128 << 10))
+        qmp.command(verb, {'id': 'c0'} if verb.startswith('job') else
+                    {'device': 'c0'})
+        events += self.job_events(qmp, 'c0')
+        after = self.graph(qmp, d)
+        exports = [e['node-name'] for e in qmp.command('query-block-exports')]
+        bitmaps = self.all_bitmaps(qmp, d)
+        now = self.disk_now(d, 'now.raw')
+        self.check_images(d, 'base.qcow2', 'mid.qcow2', 'top.qcow2')
+        self.assertSameImage(self.expected(d, 'want.raw', before, GUEST_WRITES),
+                             now)
+        # Ready, the base holds the disk: after the switch it is the disk.
+        self.assertSameImage(now, to_raw(d.path('base.qcow2'), d.path('base.raw')))
+        self.assertSameImage(now, to_raw(d.path('top.qcow2'), d.path('top.raw')))
+        return {'events': events, 'ready': ready, 'after': after, 'exports': exports, 'bitmaps': bitmaps,
+                'header': self.image_info(d, 'top.qcow2')}
+
+    def test_complete_switches_to_the_base(self):
+        got = self.run_active(self.blkd, 'job-complete')
+        self.assertIn(('#', 'mirror_top', False, '', ''), got['ready'][0])
+        self.assertEqual(got['ready'][1], [{
+            'type': 'commit', 'device': 'c0', 'len': (4 << 20) + (64 << 10),
+            'offset': (4 << 20) + (64 << 10), 'status': 'ready',
+            'ready': True}])
+        self.assertEqual(got['exports'], ['base'])
+        # top and mid stay as they were, out of the chain.
+        self.assertIn(('top', 'qcow2', False, '$DIR/mid.qcow2', ''), got['after'])
+        self.assertIn(('base', 'qcow2', False, '', ''), got['after'])
+        self.assertEqual(got['header'], ('$DIR/mid.qcow2', 'qcow2'))
+        # blkd's: top's and mid's bitmaps are merged into the base's.
+        self.assertEqual([b[0] for b in got['bitmaps']['base']],
+                         ['bm', 'bt', 'bb'])
+        if self.have_qsd():
+            self.assertEqual(self.without(got, 'base', ['bm', 'bt']),
+                             self.run_active(self.qsd, 'job-complete'))
+
+    def test_block_job_cancel_when_ready_keeps_the_chain(self):
+        got = self.run_active(self.blkd, 'block-job-cancel')
+        self.assertEqual(got['exports'], ['top'])
+        self.assertEqual([e for e, _ in got['events']][-4:-2],
+                         ['JOB_STATUS_CHANGE', 'BLOCK_JOB_COMPLETED'])
+        self.assertEqual([b[0] for b in got['bitmaps']['base']], ['bb'])
+        if self.have_qsd():
+            self.assertEqual(got, self.run_active(self.qsd, 'block-job-cancel'))
+
+    def test_job_cancel_when_ready_keeps_the_chain(self):
+        got = self.run_active(self.blkd, 'job-cancel')
+        self.assertEqual(got['exports'], ['top'])
+        self.assertIn('BLOCK_JOB_CANCELLED', [e for e, _ in got['events']])
+        if self.have_qsd():
+            self.assertEqual(got, self.run_active(self.qsd, 'job-cancel'))
+
+    def test_complete_into_base_opened_from_header(self):
+        got = self.run_active(self.blkd, 'job-complete', nodes=False)
+        # The base, a node opened read-only from mid's header, is the disk now.
+        self.assertEqual(len(got['exports']), 1)
+        self.assertTrue(got['exports'][0].startswith('#'))
+        if self.have_qsd():
+            got['exports'] = ['#']
+            ref = self.run_active(self.qsd, 'job-complete', nodes=False)
+            ref['exports'] = ['#']
+            self.assertEqual(self.without(got, '#', ['bt']), ref)
+
+
+# Refused block-commit arguments ($DIR: the daemon's directory).
+COMMIT_ERRORS = [
+    ('block-commit', {'job-id': 'c1', 'device': 'nope'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'mid'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top', 'top-node': 'mid',
+                      'top': 'x'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top', 'top-node': 'nope'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top', 'top-node': 'other'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top', 'top': 'nope.qcow2'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top', 'base-node': 'base',
+                      'base': 'x'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top', 'base-node': 'nope'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top', 'top-node': 'mid',
+                      'base-node': 'top'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top', 'base': 'nope.qcow2'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top', 'top-node': 'mid',
+                      'base-node': 'mid'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'otherb'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top',
+                      'backing-file': 'x.qcow2'}),
+    ('block-commit', {'device': 'top', 'top-node': 'mid'}),
+    ('block-commit', {'device': 'top'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top', 'top-node': 'mid',
+                      'speed': -1}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top', 'speed': -1}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top', 'top-node': 'mid',
+                      'filter-node-name': 'base'}),
+    ('block-commit', {'job-id': 'c1', 'device': 'top',
+                      'filter-node-name': 'base'}),
+    # With c0 committing other into otherb, ready.
+    ('block-commit', {'job-id': 'c1', 'device': 'other'}),
+    ('block-commit', {'job-id': 'c0', 'device': 'top'}),
+    ('block-stream', {'job-id': 's1', 'device': 'other'}),
+    ('blockdev-snapshot-sync', {'node-name': 'other',
+                                'snapshot-file': '$DIR/s.qcow2',
+                                'snapshot-node-name': 's'}),
+]
+
+
+class CommitErrorsTest(CommitTestCase):
+
+    def run_errors(self, binary):
+        d, qmp = self.start_chain(binary)
+        iotests.run('qemu-img', 'create', '-q', '-f', 'qcow2', d.path('otherb'),
+                    str(16 << 20), check=True)
+        iotests.run('qemu-img', 'create', '-q', '-f', 'qcow2', '-b',
+                    d.path('otherb'), '-F', 'qcow2', d.path('other'), check=True)
+        iotests.run('qemu-io', '-c', 'write 0 4M', d.path('other'), check=True)
+        qmp.command('blockdev-add', driver='qcow2', node_name='otherb',
+                    file={'driver': 'file', 'filename': d.path('otherb')})
+        qmp.command('blockdev-add', driver='qcow2', node_name='other',
+                    backing='otherb',
+                    file={'driver': 'file', 'filename': d.path('other')})
+        got = self.errors(qmp, d, COMMIT_ERRORS[:-4])
+        qmp.command('block-commit', job_id='c0', device='other')
+        self.job_events(qmp, 'c0', until='ready')
+        got += self.errors(qmp, d, COMMIT_ERRORS[-4:])
+        got.append(self.graph(qmp, d))
+        got.append(self.block_jobs(qmp))
+        qmp.command('job-cancel', id='c0')
+        self.job_events(qmp, 'c0')
+        return got
+
+    def test_errors_match_qsd(self):
+        got = self.run_errors(self.blkd)
+        self.assertEqual(got[0][2], ('DeviceNotFound', "Device 'nope' not found"))
+        self.assertEqual(got[1][2], ('GenericError', 'Need a root block node'))
+        if self.have_qsd():
+            for mine, ref in zip(got, self.run_errors(self.qsd)):
+                self.assertEqual(mine, ref)
+
+
+if __name__ == '__main__':
+    unittest.main()
