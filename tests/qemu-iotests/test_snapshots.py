@@ -257,7 +257,7 @@ class BlockdevSnapshotTest(SnapshotTestCase):
             self.assertEqual(got, self.run_snapshot(self.qsd))
 
 
-class CheckpointsAcrossSnapshotsTest(SnapshotTestCase):
+class Checkpoints(SnapshotTestCase):
     """libvirt's checkpoints over a chain of external snapshots.
 
     T1: bitmap B1 and a full backup, in one transaction.
@@ -302,8 +302,9 @@ class CheckpointsAcrossSnapshotsTest(SnapshotTestCase):
         self.assertSameImage(at, to_raw(img, d.path(name + '.raw')))
         return merged
 
-    def run_scenario(self, binary):
-        d, qmp = self.start_qcow2(binary)
+    def checkpoints(self, d, qmp):
+        """T1 to T5 on a daemon of start_qcow2(): the counts of the merged
+        bitmaps of the backups since T3 and T1."""
         iotests.run('qemu-img', 'create', '-q', '-f', 'qcow2', d.path('full.qcow2'),
                     str(SIZE), check=True)
         out = {}
@@ -346,6 +347,14 @@ class CheckpointsAcrossSnapshotsTest(SnapshotTestCase):
         out['t5-since-t1'] = self.backup_since(
             d, qmp, 's2', [('disk', 'B1'), ('disk', 'B2'), ('s1', 'B3'), ('s2', 'B4')],
             'diff5.qcow2', 'full.qcow2')
+        return out
+
+
+class CheckpointsAcrossSnapshotsTest(Checkpoints):
+
+    def run_scenario(self, binary):
+        d, qmp = self.start_qcow2(binary)
+        out = self.checkpoints(d, qmp)
         for node, name in (('disk', 'B1'), ('disk', 'B2'), ('s1', 'B3'), ('s2', 'B4')):
             out[name] = count(self.bitmaps(qmp, node), name)
         out['nodes'] = self.nodes(qmp)
