@@ -210,9 +210,12 @@ static int commit_run(Job *job, Error **errp)
         if (job_is_cancelled(job)) {
             break;
         }
+        /* As a request: a drained section waits for it. */
+        blk_io_begin(s->top);
         ret = bdrv_block_status_above(s->top_bs, s->base_bs, false, offset,
                                       MIN(len - offset, COMMIT_BUFFER_SIZE),
                                       &n, &depth);
+        blk_io_end(s->top);
         copy = ret >= 0 && depth > 0;
         if (copy) {
             ret = blk_pread(s->top, offset, n, buf, 0);

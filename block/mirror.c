@@ -179,8 +179,11 @@ static int mark_allocated(MirrorJob *s, int64_t len)
         if (job_is_cancelled(&s->common.job)) {
             return 0;
         }
+        /* As a request: a drained section waits for it. */
+        blk_io_begin(s->common.blk);
         ret = bdrv_block_status_above(s->source, s->base_bs, false, offset,
                                       len - offset, &n, &depth);
+        blk_io_end(s->common.blk);
         if (ret < 0) {
             return ret;
         }

@@ -88,8 +88,11 @@ static int stream_run(Job *job, Error **errp)
         if (job_is_cancelled(job)) {
             break;
         }
+        /* As a request: a drained section waits for it (the graph may change). */
+        blk_io_begin(s->common.blk);
         ret = stream_wants_copy(s, offset, MIN(len - offset, STREAM_CHUNK),
                                 &n, &copy);
+        blk_io_end(s->common.blk);
         if (copy) {
             /* The filter writes it into the target on the way. */
             ret = blk_pread(s->common.blk, offset, n, buf, 0);
