@@ -198,15 +198,13 @@ static int file_check_perm(BlockDriverState *bs, uint64_t perm, uint64_t shared,
     for (i = 0; i < LOCK_BITS; i++) {
         uint64_t bit = 1ull << i;
 
+        /* QEMU's hint ("Is another process using the image?") is not sent over QMP. */
         if ((perm & bit) && byte_locked_elsewhere(s->fd, LOCK_SHARED_BASE + i)) {
-            error_setg(errp, "Failed to get \"%s\" lock: Is another process "
-                       "using the image [%s]?", lock_names[i], bs->filename);
+            error_setg(errp, "Failed to get \"%s\" lock", lock_names[i]);
             return -EAGAIN;
         }
         if (!(shared & bit) && byte_locked_elsewhere(s->fd, LOCK_PERM_BASE + i)) {
-            error_setg(errp, "Failed to get shared \"%s\" lock: Is another "
-                       "process using the image [%s]?", lock_names[i],
-                       bs->filename);
+            error_setg(errp, "Failed to get shared \"%s\" lock", lock_names[i]);
             return -EAGAIN;
         }
     }
