@@ -296,6 +296,26 @@ class CommitErrorsTest(CommitTestCase):
         self.job_events(qmp, 'c0')
         return got
 
+    def run_locked(self, binary):
+        """Another read-only view of base.qcow2 keeps it from being written."""
+        d, qmp = self.start_chain(binary)
+        qmp.command('blockdev-add', driver='qcow2', node_name='view',
+                    read_only=True, file={'driver': 'file', 'read-only': True,
+                                          'filename': d.path('base.qcow2')})
+        got = self.errors(qmp, d, [
+            ('block-commit', {'job-id': 'c1', 'device': 'top',
+                              'top-node': 'mid', 'base-node': 'base'}),
+            ('block-commit', {'job-id': 'c1', 'device': 'top',
+                              'base-node': 'base'})])
+        got.append(self.graph(qmp, d))
+        return got
+
+    def test_base_that_cannot_be_written_is_refused(self):
+        got = self.run_locked(self.blkd)
+        self.assertEqual(got[0][2], ('GenericError', 'Failed to get "write" lock'))
+        if self.have_qsd():
+            self.assertEqual(got, self.run_locked(self.qsd))
+
     def test_errors_match_qsd(self):
         got = self.run_errors(self.blkd)
         self.assertEqual(got[0][2], ('DeviceNotFound', "Device 'nope' not found"))
