@@ -221,6 +221,31 @@ class ActiveCommitTest(CommitTestCase):
         if self.have_qsd():
             self.assertEqual(got, self.run_active(self.qsd, 'job-cancel'))
 
+    def run_paused(self, binary):
+        """job-complete on a paused ready job: it completes once resumed."""
+        d, qmp = self.start_chain(binary)
+        qmp.command('block-commit', job_id='c0', device='top', base_node='base')
+        events = self.job_events(qmp, 'c0', until='ready')
+        qmp.command('job-pause', id='c0')
+        events += self.job_events(qmp, 'c0', until='standby')
+        replies = [qmp.cmd('job-complete', id='c0'),
+                   qmp.cmd('block-job-cancel', device='c0')]
+        qmp.sync()
+        jobs = self.block_jobs(qmp, keep=('status', 'paused', 'ready'))
+        qmp.command('job-resume', id='c0')
+        events += self.job_events(qmp, 'c0')
+        exports = [e['node-name'] for e in qmp.command('query-block-exports')]
+        self.check_images(d, 'base.qcow2', 'mid.qcow2', 'top.qcow2')
+        return events, replies, jobs, exports
+
+    def test_complete_while_paused(self):
+        got = self.run_paused(self.blkd)
+        self.assertEqual(got[2], [{'status': 'standby', 'paused': True,
+                                   'ready': True}])
+        self.assertEqual(got[3], ['base'])
+        if self.have_qsd():
+            self.assertEqual(got, self.run_paused(self.qsd))
+
     def test_complete_into_base_opened_from_header(self):
         got = self.run_active(self.blkd, 'job-complete', nodes=False)
         # The base, a node opened read-only from mid's header, is the disk now.
