@@ -132,7 +132,7 @@ static bool is_root(BlockDriverState *bs)
     return true;
 }
 
-/* Whether anyone but bs's own chain writes to top (QEMU's test). */
+/* Someone writes to top: QEMU commits it actively (mirrors it). */
 static bool has_writer(BlockDriverState *top)
 {
     return top->core->perm & BLK_PERM_WRITE;

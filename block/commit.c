@@ -41,10 +41,11 @@ typedef struct CommitJob {
     bool base_read_only;
 } CommitJob;
 
-/* ---- bitmaps across commits (blkd's) -------------------------------------- */
+/* ---- bitmaps across commits (blkd's) ------------------------------------ */
 
 /* The committed layers: top down to the node above base, filters aside. */
-static GPtrArray *committed_layers(BlockDriverState *top, BlockDriverState *base)
+static GPtrArray *committed_layers(BlockDriverState *top,
+                                   BlockDriverState *base)
 {
     GPtrArray *layers = g_ptr_array_new();
 
@@ -99,11 +100,12 @@ void commit_bitmaps_merge(BlockDriverState *top, BlockDriverState *base)
     guint l;
 
     for (l = 0; l < layers->len; l++) {
+        BlockDriverState *layer = g_ptr_array_index(layers, l);
         g_autoptr(GPtrArray) oldest_first = g_ptr_array_new();
         BdrvDirtyBitmap *bm = NULL;
         guint i;
 
-        while ((bm = bdrv_dirty_bitmap_next(g_ptr_array_index(layers, l), bm))) {
+        while ((bm = bdrv_dirty_bitmap_next(layer, bm))) {
             if (bdrv_dirty_bitmap_name(bm)) {
                 g_ptr_array_insert(oldest_first, 0, bm);
             }
@@ -115,9 +117,10 @@ void commit_bitmaps_merge(BlockDriverState *top, BlockDriverState *base)
             BdrvDirtyBitmap *into = bdrv_find_dirty_bitmap(base, name);
 
             if (!into) {
-                into = bdrv_create_dirty_bitmap(base,
-                                                bdrv_dirty_bitmap_granularity(from),
-                                                name, &error_abort);
+                uint32_t granularity = bdrv_dirty_bitmap_granularity(from);
+
+                into = bdrv_create_dirty_bitmap(base, granularity, name,
+                                                &error_abort);
                 if (!bdrv_dirty_bitmap_enabled(from)) {
                     bdrv_disable_dirty_bitmap(into);
                 }

@@ -117,7 +117,8 @@ static bool wants_copy(BlockDriverState *bs, int64_t offset, int64_t bytes,
 {
     BDRVCorState *s = bs->opaque;
     BlockDriverState *node = bdrv_file_bs(bs);
-    BlockDriverState *base = s->bottom ? bdrv_filter_or_cow_bs(s->bottom) : NULL;
+    BlockDriverState *base = s->bottom ? bdrv_filter_or_cow_bs(s->bottom)
+                                       : NULL;
     BlockDriverState *below = bdrv_filter_or_cow_bs(node);
     int depth = 0;
     int ret = bdrv_block_status(node, false, offset, bytes, pnum, NULL, NULL);
@@ -162,7 +163,8 @@ static int cor_copy(BlockDriverState *bs, int64_t offset, int64_t bytes,
             continue;
         }
         if (buffer_is_zero(bounce + (pos - start), n)) {
-            ret = bdrv_pwrite_zeroes(bs->file, pos, n, BDRV_REQ_WRITE_UNCHANGED);
+            ret = bdrv_pwrite_zeroes(bs->file, pos, n,
+                                     BDRV_REQ_WRITE_UNCHANGED);
         } else {
             ret = bdrv_pwrite(bs->file, pos, n, bounce + (pos - start),
                               BDRV_REQ_WRITE_UNCHANGED);

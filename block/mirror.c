@@ -44,7 +44,7 @@ typedef struct MirrorJob {
     gint should_complete;       /* job-complete was asked (atomic) */
 } MirrorJob;
 
-/* ---- the mirror_top filter ------------------------------------------------ */
+/* ---- the mirror_top filter ---------------------------------------------- */
 
 static int64_t mirror_top_getlength(BlockDriverState *bs)
 {
@@ -88,7 +88,7 @@ static const BlockDriver bdrv_mirror_top = {
     .supports_fua = true,
 };
 
-/* ---- copying: the job's thread, and the main thread at the end ------------ */
+/* ---- copying: the job's thread, and the main thread at the end ---------- */
 
 /*
  * Claims the next dirty run (at most MIRROR_CHUNK) from the cursor on,

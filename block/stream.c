@@ -88,7 +88,7 @@ static int stream_run(Job *job, Error **errp)
         if (job_is_cancelled(job)) {
             break;
         }
-        /* As a request: a drained section waits for it (the graph may change). */
+        /* As a request: a drained section (a graph change) waits for it. */
         blk_io_begin(s->common.blk);
         ret = stream_wants_copy(s, offset, MIN(len - offset, STREAM_CHUNK),
                                 &n, &copy);
@@ -141,12 +141,12 @@ static int stream_prepare(Job *job)
     if (!bdrv_set_backing_hd(s->target, base, &err)) {
         error_free(err);
         ret = -EPERM;
+    } else if (!base) {
+        ret = bdrv_change_backing_file(s->target, NULL, NULL);
     } else {
-        ret = bdrv_change_backing_file(s->target,
-                                       !base ? NULL :
-                                       s->backing_file ? s->backing_file :
-                                       base->filename,
-                                       base ? bdrv_get_format_name(base) : NULL);
+        ret = bdrv_change_backing_file(s->target, s->backing_file ?
+                                       s->backing_file : base->filename,
+                                       bdrv_get_format_name(base));
     }
     bdrv_drain_all_end();
     return ret;
