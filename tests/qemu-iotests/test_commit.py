@@ -314,6 +314,7 @@ class CommitErrorsTest(CommitTestCase):
         got = self.errors(qmp, d, COMMIT_ERRORS[:-4])
         qmp.command('block-commit', job_id='c0', device='other')
         self.job_events(qmp, 'c0', until='ready')
+        qmp.wait_event('BLOCK_JOB_READY')
         got += self.errors(qmp, d, COMMIT_ERRORS[-4:])
         got.append(self.graph(qmp, d))
         got.append(self.block_jobs(qmp))
