@@ -142,6 +142,41 @@ class IntermediateCommitTest(CommitTestCase):
             self.assertEqual(got, self.run_cancel(self.qsd))
 
 
+class CommitErrorPolicyTest(CommitTestCase):
+    """Writes into the base fail (blkdebug): on-error as QEMU applies it."""
+
+    def run_policy(self, binary, policy):
+        d, qmp = self.start_chain(binary, base_errors=[
+            {'event': 'write_aio', 'errno': 5, 'iotype': 'write'}])
+        before = self.graph(qmp, d)
+        qmp.command('block-commit', job_id='c0', device='top', top_node='mid',
+                    base_node='base', on_error=policy)
+        events, jobs = [], None
+        if policy == 'stop':
+            events = self.job_events(qmp, 'c0', until='paused')
+            jobs = self.block_jobs(qmp)
+            qmp.command('job-cancel', id='c0')
+        events += self.job_events(qmp, 'c0')
+        after = self.graph(qmp, d)
+        self.assertEqual(before, after)
+        now = self.disk_now(d, 'now.raw')
+        self.check_images(d, 'mid.qcow2', 'top.qcow2')
+        self.assertSameImage(now, to_raw(d.path('top.qcow2'), d.path('top.raw')))
+        return events, jobs, after
+
+    def test_report_fails_the_job(self):
+        got = self.run_policy(self.blkd, 'report')
+        self.assertEqual(got[0][-3][1].get('error'), 'Input/output error')
+        if self.have_qsd():
+            self.assertEqual(got, self.run_policy(self.qsd, 'report'))
+
+    def test_stop_pauses_the_job(self):
+        got = self.run_policy(self.blkd, 'stop')
+        self.assertEqual(got[1][0]['io-status'], 'failed')
+        if self.have_qsd():
+            self.assertEqual(got, self.run_policy(self.qsd, 'stop'))
+
+
 class ActiveCommitTest(CommitTestCase):
 
     def wait_mirrored(self, qmp, node, count, timeout=10):

@@ -30,10 +30,11 @@ LAYERS = {
 
 class ChainTestCase(SnapshotTestCase):
 
-    def start_chain(self, binary, nodes=True, extra=()):
+    def start_chain(self, binary, nodes=True, extra=(), base_errors=None):
         """base <- mid <- top, top exported as 'disk'. nodes: each layer
         is a node of blockdev-add (base and mid read-only); otherwise only
-        top is, and the others are opened from the headers."""
+        top is, and the others are opened from the headers. base_errors:
+        blkdebug's inject-error rules between base and its file."""
         iotests.skip_if_missing('qemu-img')
         iotests.skip_if_missing('qemu-io')
         d = iotests.Daemon(self, name=os.path.basename(binary))
@@ -51,9 +52,15 @@ class ChainTestCase(SnapshotTestCase):
         if nodes:
             for layer, below in (('base', None), ('mid', 'base'), ('top', 'mid')):
                 args += ['--blockdev', 'driver=file,node-name=%sf,filename=%s'
-                         % (layer, d.path(layer + '.qcow2')),
-                         '--blockdev', 'driver=qcow2,node-name=%s,file=%sf%s%s'
-                         % (layer, layer, ',backing=' + below if below else '',
+                         % (layer, d.path(layer + '.qcow2'))]
+                if layer == 'base' and base_errors:
+                    args += ['--blockdev', json.dumps({
+                        'driver': 'blkdebug', 'node-name': 'basedbg',
+                        'image': 'basef', 'inject-error': base_errors})]
+                args += ['--blockdev', 'driver=qcow2,node-name=%s,file=%s%s%s'
+                         % (layer, 'basedbg' if layer == 'base' and base_errors
+                            else layer + 'f',
+                            ',backing=' + below if below else '',
                             ',read-only=on' if layer != 'top' else '')]
         else:
             args += ['--blockdev', 'driver=qcow2,node-name=top,'
