@@ -252,7 +252,7 @@ static void test_failed_chunk_retried_after_the_others(void)
     g_assert_cmpint(count(st.src, 0), ==, BLOCK_COPY_MAX_CHUNK);
     g_assert_cmpint(block_copy_run(bcs, block_copy_claim(bcs, BLOCK_COPY_MAX_CHUNK),
                                    &is_read), ==, -EIO);
-    bdrv_cbw_drop(filter);
+    bdrv_drop_filter(filter);
     teardown(&st);
 }
 
@@ -319,7 +319,7 @@ static void test_compressed_copy_takes_whole_clusters(void)
         g_assert_cmpint(ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID), ==,
                         BDRV_BLOCK_DATA);
     }
-    bdrv_cbw_drop(filter);
+    bdrv_drop_filter(filter);
     teardown(&st);
 }
 
@@ -372,7 +372,7 @@ static void copy_zero_data(bool via_blkdebug)
     g_assert_true(memcmp(after, orig, SIZE) == 0);
     g_assert_cmpint(file_hole(tgt_path, 0, 1 << 20), ==, via_blkdebug);
     g_assert_false(file_hole(tgt_path, 1 << 20, SIZE - (1 << 20)));
-    bdrv_cbw_drop(filter);
+    bdrv_drop_filter(filter);
     if (src_top) {
         g_assert_true(bdrv_del_node("dbg", &error_abort));
     }

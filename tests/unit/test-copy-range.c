@@ -161,8 +161,8 @@ static void test_passes_through_copy_before_write_filters(void)
     g_assert_cmpmem(tv + 4 * 65536, SIZE - 4 * 65536, zeroes, SIZE - 4 * 65536);
     g_assert_cmpmem(sv, SIZE, zeroes, SIZE);
 
-    bdrv_cbw_drop(s_cbw);
-    bdrv_cbw_drop(t_cbw);
+    bdrv_drop_filter(s_cbw);
+    bdrv_drop_filter(t_cbw);
     del_wrapped("s");
     del_wrapped("t");
     g_assert_true(bdrv_del_node("sv", &error_abort));
