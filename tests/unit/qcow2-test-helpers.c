@@ -82,3 +82,20 @@ void assert_open_fails(const char *name, bool read_only, const char *extra,
     }
     error_free(err);
 }
+
+int qcow2_test_run(void)
+{
+    int ret = g_test_run();
+
+    if (g_getenv("QCOW2_TEST_KEEP")) {
+        g_printerr("images kept in %s\n", tmpdir);
+    } else {
+        g_autofree char *cmd = g_strdup_printf("rm -rf %s", tmpdir);
+
+        if (system(cmd) != 0) {
+            ret = 1;
+        }
+    }
+    g_free(tmpdir);
+    return ret;
+}

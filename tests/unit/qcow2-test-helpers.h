@@ -37,4 +37,7 @@ void assert_reads_like_qemu(const char *name, const char *extra);
 void assert_check_clean(const char *name);
 void assert_same_as_raw(const char *name, const char *raw);
 
+/* g_test_run(), then tmpdir goes (unless QCOW2_TEST_KEEP is set). */
+int qcow2_test_run(void);
+
 #endif

@@ -1000,7 +1000,6 @@ static void test_failed_store_damages_nothing(void)
 
 int main(int argc, char **argv)
 {
-    int ret;
     unsigned i;
 
     main_loop_init();
@@ -1033,16 +1032,5 @@ int main(int argc, char **argv)
                     test_header_with_backing_name);
     g_test_add_func("/qcow2-bitmap/failed-store-damages-nothing",
                     test_failed_store_damages_nothing);
-    ret = g_test_run();
-    if (g_getenv("QCOW2_TEST_KEEP")) {
-        g_printerr("images kept in %s\n", tmpdir);
-    } else {
-        g_autofree char *cmd = g_strdup_printf("rm -rf %s", tmpdir);
-
-        if (system(cmd) != 0) {
-            ret = 1;
-        }
-    }
-    g_free(tmpdir);
-    return ret;
+    return qcow2_test_run();
 }

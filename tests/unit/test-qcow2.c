@@ -1618,7 +1618,6 @@ static void test_kill_leaves_no_corruption(void)
 int main(int argc, char **argv)
 {
     const char *crash_image = g_getenv("QCOW2_CRASH_CHILD");
-    int ret;
 
     main_loop_init();
     if (crash_image) {
@@ -1679,16 +1678,5 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/header/set-writable", test_set_writable);
     g_test_add_func("/qcow2/crash/kill-leaves-no-corruption",
                     test_kill_leaves_no_corruption);
-    ret = g_test_run();
-    if (g_getenv("QCOW2_TEST_KEEP")) {
-        g_printerr("images kept in %s\n", tmpdir);
-    } else {
-        g_autofree char *cmd = g_strdup_printf("rm -rf %s", tmpdir);
-
-        if (system(cmd) != 0) {
-            ret = 1;
-        }
-    }
-    g_free(tmpdir);
-    return ret;
+    return qcow2_test_run();
 }
