@@ -16,13 +16,9 @@ import unittest
 
 import iotests
 from test_backup import BackupTestCase, CLUSTER, clusters, count, qemu_io
+from test_drive_backup import to_raw
 
 SIZE = 16 << 20
-
-
-def to_raw(path, out):
-    iotests.run('qemu-img', 'convert', '-U', '-O', 'raw', path, out, check=True)
-    return out
 
 
 class SnapshotTestCase(BackupTestCase):
