@@ -844,7 +844,8 @@ void bdrv_remove_overlay(BlockDriverState *overlay)
 
     g_assert(main_loop_is_main_thread());
     bdrv_ref(bs);
-    if (bs->core->parents->len > 1 || overlay->core->parents->len) {
+    /* Users moved to the overlay go back (none if the append failed). */
+    if (overlay->core->parents->len) {
         bdrv_replace_node(overlay, bs, &error_abort);
     }
     bdrv_set_backing_hd(overlay, NULL, &error_abort);
