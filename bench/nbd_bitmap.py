@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -72,16 +73,24 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+def children_cpu():
+    """User + system time of the waited-for children so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def nbdinfo_map(uri):
-    """Seconds and a digest of nbdinfo's output."""
+    """Seconds, nbdinfo's own CPU seconds and a digest of its output."""
+    cpu = children_cpu()
     start = time.monotonic()
     out = subprocess.run(['nbdinfo', '--map=qemu:dirty-bitmap:b', uri],
                          check=True, stdout=subprocess.PIPE).stdout
-    return time.monotonic() - start, hashlib.sha256(out).hexdigest()
+    return (time.monotonic() - start, children_cpu() - cpu,
+            hashlib.sha256(out).hexdigest())
 
 
 def libnbd_walk(uri):
-    """Seconds and the dirty bytes of a block status walk."""
+    """Seconds, this client's CPU seconds and the dirty bytes of a walk."""
     h = nbd.NBD()
     h.add_meta_context('qemu:dirty-bitmap:b')
     h.connect_uri(uri)
@@ -94,6 +103,7 @@ def libnbd_walk(uri):
             dirty[0] += length if flags else 0
         return 0
 
+    cpu = time.process_time()
     start = time.monotonic()
     off = 0
     while off < SIZE:
@@ -101,8 +111,9 @@ def libnbd_walk(uri):
         h.block_status(min(STEP, SIZE - off), off, extent)
         off += progress[0]
     elapsed = time.monotonic() - start
+    cpu = time.process_time() - cpu
     h.shutdown()
-    return elapsed, dirty[0]
+    return elapsed, cpu, dirty[0]
 
 
 class Daemon:
@@ -174,34 +185,39 @@ def main():
         clients = (('nbdinfo', nbdinfo_map), ('libnbd', libnbd_walk))
         wall = {(n, c): [] for n in names for c, _ in clients}
         cpu = {(n, c): [] for n in names for c, _ in clients}
+        client_cpu = {(n, c): [] for n in names for c, _ in clients}
         results = {(n, c): set() for n in names for c, _ in clients}
         for _ in range(opts.runs):
             for client, fn in clients:
                 for name in names:
                     pid = daemons[name].daemon.pid
                     before = cpu_seconds(pid)
-                    t, result = fn(daemons[name].uri)
+                    t, own, result = fn(daemons[name].uri)
                     cpu[(name, client)].append(cpu_seconds(pid) - before)
+                    client_cpu[(name, client)].append(own)
                     wall[(name, client)].append(t)
                     results[(name, client)].add(result)
-        print('%-29s %8s %8s %8s %8s %8s %8s %8s %8s' % (
+        print('%-29s %8s %8s %8s %8s %8s %8s %8s %8s %10s' % (
             'client', 'blkd med', 'qsd med', 'qsd/blkd', 'blkd min', 'qsd min',
-            'blkd cpu', 'qsd cpu', 'qsd/blkd'))
+            'blkd cpu', 'qsd cpu', 'qsd/blkd', 'client cpu'))
         for client, label in (('nbdinfo', 'nbdinfo --map (output piped)'),
                               ('libnbd', 'libnbd walk, 4 GiB asks')):
             bw, qw = wall[('blkd', client)], wall[('qsd', client)]
             bc = statistics.mean(cpu[('blkd', client)])
             qc = statistics.mean(cpu[('qsd', client)])
-            print('%-29s %7.3fs %7.3fs %7.2fx %7.3fs %7.3fs %7.3fs %7.3fs %7.2fx'
+            own = statistics.median(client_cpu[('blkd', client)] +
+                                    client_cpu[('qsd', client)])
+            print('%-29s %7.3fs %7.3fs %7.2fx %7.3fs %7.3fs %7.3fs %7.3fs %7.2fx %9.3fs'
                   % (label, statistics.median(bw), statistics.median(qw),
                      statistics.median(qw) / statistics.median(bw), min(bw),
-                     min(qw), bc, qc, qc / bc if bc else float('inf')))
+                     min(qw), bc, qc, qc / bc if bc else float('inf'), own))
             if results[('blkd', client)] != results[('qsd', client)] or \
                     len(results[('blkd', client)]) != 1:
                 print('  MISMATCH: the daemons answered differently: %r'
                       % results)
         print('(%d runs: wall time medians and minimums, the daemon\'s cpu '
-              'time means; qsd/blkd above 1: blkd is faster)' % opts.runs)
+              'time means, the client\'s own cpu time median over both '
+              'daemons; qsd/blkd above 1: blkd is faster)' % opts.runs)
         print('command: bench/nbd_bitmap.py --runs %d --percent %g %s'
               % (opts.runs, opts.percent, opts.blkd))
     finally:
