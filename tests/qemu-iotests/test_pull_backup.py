@@ -22,24 +22,19 @@ scenario runs on qemu-storage-daemon and must give the same maps.
 """
 import os
 import random
-import shutil
-import subprocess
 import threading
 import time
 
 import iotests
 import nbdhelpers
+import pullclient
 from nbdhelpers import qemu_img, qemu_io
 
-try:
-    import nbd
-except ImportError:
-    nbd = None
+from pullclient import nbd
 
 MiB = 1 << 20
 SIZE = 64 * MiB
 GRANULE = 64 * 1024
-QEMU_NBD = shutil.which('qemu-nbd')
 # Written before the first checkpoint: (offset, length).
 ROUND1 = [(0, 1), (3 * MiB + 100, 200 * 1024), (17 * MiB, 4096),
           (40 * MiB - 512, 1024), (SIZE - 4096, 4096)]
@@ -190,30 +185,6 @@ class PullBackupTest(iotests.DaemonTestCase):
 
     # ---- the backup program's side -------------------------------------------
 
-    def dirty_extents(self, uri, bitmap):
-        """The dirty (offset, length) extents of a libnbd block status walk."""
-        h = nbd.NBD()
-        h.add_meta_context('qemu:dirty-bitmap:' + bitmap)
-        h.connect_uri(uri)
-        self.assertTrue(h.can_meta_context('qemu:dirty-bitmap:' + bitmap))
-        out = []
-        pos = [0]
-
-        def extent(context, offset, entries, err):
-            for length, flags in zip(entries[0::2], entries[1::2]):
-                if flags & 1:
-                    if out and out[-1][0] + out[-1][1] == pos[0]:
-                        out[-1] = (out[-1][0], out[-1][1] + length)
-                    else:
-                        out.append((pos[0], length))
-                pos[0] += length
-            return 0
-
-        while pos[0] < SIZE:
-            h.block_status(SIZE - pos[0], pos[0], extent)
-        h.shutdown()
-        return out
-
     def nbdinfo_dirty(self, uri, bitmap):
         out = iotests.run('nbdinfo', '--map=qemu:dirty-bitmap:' + bitmap, uri,
                           check=True).stdout
@@ -228,37 +199,8 @@ class PullBackupTest(iotests.DaemonTestCase):
         return merged
 
     def pull(self, uri, extents, image):
-        """Copies the extents from the export into image (a qcow2 overlay of
-        the last backup) through qemu-nbd; returns the bytes copied."""
-        sock = os.path.join(self.dir, 'target.sock')
-        proc = subprocess.Popen([QEMU_NBD, '-f', 'qcow2', '-k', sock,
-                                 image], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        self.addCleanup(proc.kill)
-        dst = nbd.NBD()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                dst.connect_unix(sock)
-                break
-            except nbd.Error:
-                self.assertIsNone(proc.poll(), 'qemu-nbd exited')
-                self.assertLess(time.monotonic(), deadline, 'qemu-nbd not up')
-                time.sleep(0.05)
-                dst = nbd.NBD()
-        src = nbd.NBD()
-        src.connect_uri(uri)
-        copied = 0
-        for off, length in extents:
-            for at in range(off, off + length, 4 * MiB):
-                n = min(4 * MiB, off + length - at)
-                dst.pwrite(src.pread(n, at), at)
-                copied += n
-        dst.flush()
-        dst.shutdown()
-        src.shutdown()
-        self.assertEqual(proc.wait(30), 0, proc.stderr.read())
-        return copied
+        return pullclient.copy_extents(uri, extents, image,
+                                       os.path.join(self.dir, 'target.sock'))
 
     # ---- the scenario ----------------------------------------------------------
 
@@ -289,7 +231,7 @@ class PullBackupTest(iotests.DaemonTestCase):
         uri = self.checkpoint(qmp, 1, 'b0')
         writer = Writer(vm, seed=2)
         writer.start()
-        extents = self.dirty_extents(uri, 'b0')
+        extents = pullclient.dirty_extents(uri, 'b0')
         self.assertEqual(extents, dirty_map(since0))
         self.assertEqual(self.nbdinfo_dirty(uri, 'b0'), extents)
         inc1 = self.path('inc1.qcow2')
@@ -303,7 +245,7 @@ class PullBackupTest(iotests.DaemonTestCase):
         writer.start()
         time.sleep(0.2)
         uri = self.checkpoint(qmp, 2, 'b1')
-        extents2 = self.dirty_extents(uri, 'b1')
+        extents2 = pullclient.dirty_extents(uri, 'b1')
         inc2 = self.path('inc2.qcow2')
         qemu_img('create', '-q', '-f', 'qcow2', '-b', inc1, '-F', 'qcow2', inc2)
         copied2 = self.pull(uri, extents2, inc2)
