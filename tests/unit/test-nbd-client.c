@@ -4,6 +4,8 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,13 +17,30 @@ typedef struct Server {
     char *sock;
 } Server;
 
+/*
+ * Whether a unix socket accepts connections: qemu-nbd binds its socket
+ * before it listens, so the file alone does not say it is up.
+ */
+static bool socket_listens(const char *path)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    bool ok;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+    ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+    close(fd);
+    return ok;
+}
+
 /* Starts qemu-nbd serving a fresh 4 MiB raw image; false if it is missing. */
 static bool server_start(Server *srv, const char *name, bool read_only)
 {
     g_autofree char *qemu_nbd = g_find_program_in_path("qemu-nbd");
     g_autofree char *img_name = g_strdup_printf("%s.img", name);
     g_autofree char *sock_name = g_strdup_printf("%s.sock", name);
-    const char *argv[12];
+    const char *argv[13];
     int i = 0, tries;
 
     if (!qemu_nbd) {
@@ -38,6 +57,8 @@ static bool server_start(Server *srv, const char *name, bool read_only)
     argv[i++] = "-k";
     argv[i++] = srv->sock;
     argv[i++] = "--persistent";
+    /* The probe below is a client too, maybe not yet gone when ours comes. */
+    argv[i++] = "--shared=2";
     if (read_only) {
         argv[i++] = "--read-only";
     }
@@ -45,10 +66,10 @@ static bool server_start(Server *srv, const char *name, bool read_only)
     argv[i] = NULL;
     g_assert_true(g_spawn_async(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT,
                                 NULL, NULL, &srv->pid, NULL));
-    for (tries = 0; tries < 500 && access(srv->sock, F_OK) != 0; tries++) {
+    for (tries = 0; tries < 500 && !socket_listens(srv->sock); tries++) {
         g_usleep(10000);
     }
-    g_assert_cmpint(access(srv->sock, F_OK), ==, 0);
+    g_assert_true(socket_listens(srv->sock));
     return true;
 }
 
