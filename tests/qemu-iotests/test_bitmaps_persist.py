@@ -10,6 +10,7 @@ of qemu:dirty-bitmap:NAME). kill -9 leaves them in use: both daemons then
 load them as inconsistent. Images either daemon wrote load in the other
 one, and the errors have the reference's class and text.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -210,6 +211,34 @@ class PersistTest(iotests.DaemonTestCase):
         self.check(image)
         self.assertEqual(self.qemu_maps(image, 'fine'),
                          {'fine': dirty_extents(WRITES + MORE_WRITES, 512)})
+
+    def disk_sha256(self, daemon):
+        """SHA-256 of the disk as an NBD client reads it."""
+        raw = os.path.join(self.dir, 'read.raw')
+        qemu_img('convert', '-f', 'raw', '-O', 'raw', daemon.nbd, raw)
+        with open(raw, 'rb') as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        os.unlink(raw)
+        return digest
+
+    def test_restart_keeps_counts_and_data_as_qsd(self):
+        self.require_qsd()
+        seen = {}
+        for binary in (self.blkd, self.qsd):
+            image = self.image('restart-%s.qcow2' % os.path.basename(binary))
+            d, qmp = self.add_and_write(binary, image)
+            self.write(d, [(off + 4096, 512) for off, _ in MORE_WRITES])
+            before = ({b['name']: b['count'] for b in self.bitmaps(qmp)
+                       if b['persistent']}, self.disk_sha256(d))
+            d.stop('quit')
+            d, qmp = self.start(binary, image)
+            after = ({b['name']: b['count'] for b in self.bitmaps(qmp)},
+                     self.disk_sha256(d))
+            d.stop('quit')
+            self.assertEqual(after, before, binary)
+            self.check(image)
+            seen[binary] = after
+        self.assertEqual(seen[self.blkd], seen[self.qsd])
 
     # ---- crashes ------------------------------------------------------------
 
