@@ -447,6 +447,22 @@ bool bdrv_dirty_bitmap_get(BdrvDirtyBitmap *bm, int64_t offset)
     return dirty;
 }
 
+bool bdrv_dirty_bitmap_status(BdrvDirtyBitmap *bm, int64_t offset,
+                              int64_t bytes, int64_t *pnum)
+{
+    bool dirty;
+    int64_t next;
+
+    /* The run ends where the other state starts: never below offset. */
+    lock(bm->bs);
+    dirty = hbitmap_get(bm->bitmap, offset);
+    next = dirty ? hbitmap_next_zero(bm->bitmap, offset, bytes)
+                 : hbitmap_next_dirty(bm->bitmap, offset, bytes);
+    unlock(bm->bs);
+    *pnum = next < 0 ? bytes : next - offset;
+    return dirty;
+}
+
 void bdrv_dirty_bitmap_lock(BdrvDirtyBitmap *bm)
 {
     lock(bm->bs);

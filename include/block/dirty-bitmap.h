@@ -97,6 +97,12 @@ void bdrv_reset_dirty_bitmap(BdrvDirtyBitmap *bm, int64_t offset, int64_t bytes)
 int64_t bdrv_dirty_bitmap_next_dirty(BdrvDirtyBitmap *bm, int64_t offset,
                                      int64_t bytes);
 bool bdrv_dirty_bitmap_get(BdrvDirtyBitmap *bm, int64_t offset);
+/*
+ * Whether offset is dirty; *pnum: how many bytes from offset on, at most
+ * bytes, are in that same state (any thread).
+ */
+bool bdrv_dirty_bitmap_status(BdrvDirtyBitmap *bm, int64_t offset,
+                              int64_t bytes, int64_t *pnum);
 
 /*
  * A reader walking many runs (NBD block status) holds the node's bitmap

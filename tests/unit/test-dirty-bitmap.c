@@ -328,6 +328,33 @@ static void test_walk_dirty_areas(void)
     bdrv_del_node("n", &error_abort);
 }
 
+/*
+ * Runs of one state from an offset. A dirty start followed by a clean
+ * granule in the range is dirty: QEMU 7.2's hbitmap_status() said clean.
+ */
+static void test_status_runs(void)
+{
+    BlockDriverState *bs = open_node("{\"driver\": \"null-co\", \"node-name\": \"n\","
+                                     " \"size\": 1048576}");
+    BdrvDirtyBitmap *bm = bdrv_create_dirty_bitmap(bs, 65536, NULL, &error_abort);
+    int64_t pnum;
+
+    bdrv_set_dirty_bitmap(bm, 65536, 2 * 65536);
+    g_assert_false(bdrv_dirty_bitmap_status(bm, 0, 1048576, &pnum));
+    g_assert_cmpint(pnum, ==, 65536);
+    g_assert_true(bdrv_dirty_bitmap_status(bm, 65536, 1048576 - 65536, &pnum));
+    g_assert_cmpint(pnum, ==, 2 * 65536);
+    /* From inside a granule, and cut at the range's end. */
+    g_assert_true(bdrv_dirty_bitmap_status(bm, 70000, 1000, &pnum));
+    g_assert_cmpint(pnum, ==, 1000);
+    g_assert_false(bdrv_dirty_bitmap_status(bm, 200000, 848576, &pnum));
+    g_assert_cmpint(pnum, ==, 848576);
+    g_assert_true(bdrv_dirty_bitmap_status(bm, 65536, 2 * 65536, &pnum));
+    g_assert_cmpint(pnum, ==, 2 * 65536);
+    bdrv_release_dirty_bitmap(bm);
+    bdrv_del_node("n", &error_abort);
+}
+
 /* Counts against a model: one byte per granule of the finest granularity. */
 static void test_random_extents_match_model(void)
 {
@@ -411,5 +438,6 @@ int main(int argc, char **argv)
     g_test_add_func("/dirty-bitmap/random-extents-match-model",
                     test_random_extents_match_model);
     g_test_add_func("/dirty-bitmap/walk-dirty-areas", test_walk_dirty_areas);
+    g_test_add_func("/dirty-bitmap/status-runs", test_status_runs);
     return block_test_run();
 }
