@@ -50,6 +50,18 @@ static void gate_leave(void)
     g_mutex_unlock(&gate_lock);
 }
 
+void bdrv_inc_in_flight(void)
+{
+    g_mutex_lock(&gate_lock);
+    in_flight++;
+    g_mutex_unlock(&gate_lock);
+}
+
+void bdrv_dec_in_flight(void)
+{
+    gate_leave();
+}
+
 void bdrv_drain_all_begin(void)
 {
     g_assert(main_loop_is_main_thread());

@@ -5,6 +5,11 @@
  * and the list of copies in flight (guarded by s->lock). Claiming a range
  * takes s->lock, checks no copy in flight overlaps it, clears the bits and
  * registers the range; the copy itself runs without any lock.
+ *
+ * A block_copy() with a timeout runs in a thread of s->pool while its
+ * caller waits on s->cond until it finishes or the time is up. A caller
+ * that gives up marks the call abandoned (under s->lock): the call
+ * finishes the chunk in hand, claims nothing more and frees itself.
  */
 #include <errno.h>
 #include <string.h>
@@ -28,6 +33,7 @@ struct BlockCopyState {
     GCond cond;             /* a copy in flight finished */
     GList *tasks;           /* BlockCopyTask *, in flight */
     int64_t next;           /* where the next background claim looks first */
+    GThreadPool *pool;      /* timed block_copy() calls; made at the first */
     void (*progress)(void *opaque, int64_t bytes);
     void *progress_opaque;
 };
@@ -69,6 +75,10 @@ BlockCopyState *block_copy_state_new(BdrvChild *source, BdrvChild *target,
 void block_copy_state_free(BlockCopyState *s)
 {
     if (s) {
+        /* Calls whose callers timed out may still be copying: wait. */
+        if (s->pool) {
+            g_thread_pool_free(s->pool, FALSE, TRUE);
+        }
         g_assert(!s->tasks);
         bdrv_release_dirty_bitmap(s->copy_bitmap);
         g_mutex_clear(&s->lock);
@@ -250,12 +260,19 @@ static int copy_clusters(BlockCopyState *s, int64_t start, int64_t end,
     return ret;
 }
 
-int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
-               bool *error_is_read)
+/* One block_copy() call, run by its caller or, with a timeout, by s->pool. */
+typedef struct BlockCopyCall {
+    BlockCopyState *s;
+    int64_t start, end;
+    int ret;
+    bool error_is_read;
+    bool finished;          /* under s->lock */
+    bool abandoned;         /* under s->lock: the caller gave up waiting */
+} BlockCopyCall;
+
+static void copy_call(BlockCopyCall *call)
 {
-    int64_t start = offset / s->cluster_size * s->cluster_size;
-    int64_t end = MIN(s->len, (offset + bytes + s->cluster_size - 1) /
-                               s->cluster_size * s->cluster_size);
+    BlockCopyState *s = call->s;
     int ret = 0;
 
     while (ret == 0) {
@@ -263,18 +280,101 @@ int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
 
         g_mutex_lock(&s->lock);
         /* A copy of these clusters under way: wait, it may be all we need. */
-        while (overlapping_task(s, start, end)) {
+        while (!call->abandoned && overlapping_task(s, call->start, call->end)) {
             g_cond_wait(&s->cond, &s->lock);
         }
-        if (!claim(s, start, end, end - start, &task)) {
+        if (call->abandoned ||
+            !claim(s, call->start, call->end, call->end - call->start, &task)) {
             g_mutex_unlock(&s->lock);
             break;
         }
         g_mutex_unlock(&s->lock);
-        ret = copy_clusters(s, task.start, task.end, error_is_read);
+        ret = copy_clusters(s, task.start, task.end, &call->error_is_read);
         release(s, &task, ret < 0);
     }
+    call->ret = ret;
+}
+
+/* s->pool's function: a timed call, counted in flight by its caller. */
+static void copy_call_thread(gpointer data, gpointer unused)
+{
+    BlockCopyCall *call = data;
+    BlockCopyState *s = call->s;
+    bool abandoned;
+
+    copy_call(call);
+    g_mutex_lock(&s->lock);
+    call->finished = true;
+    abandoned = call->abandoned;
+    g_cond_broadcast(&s->cond);
+    g_mutex_unlock(&s->lock);
+    if (abandoned) {
+        g_free(call);
+    }
+    bdrv_dec_in_flight();
+}
+
+/*
+ * Runs call in s->pool, waiting for it at most timeout_ns. False if it
+ * gave up: the call then goes on, abandoned, and frees itself.
+ */
+static bool copy_call_timed(BlockCopyState *s, BlockCopyCall *call,
+                            uint64_t timeout_ns)
+{
+    gint64 deadline = g_get_monotonic_time() + timeout_ns / 1000;
+    bool finished;
+
+    /* The copy may outlive the request: drained sections wait for it. */
+    bdrv_inc_in_flight();
+    g_mutex_lock(&s->lock);
+    if (!s->pool) {
+        s->pool = g_thread_pool_new(copy_call_thread, NULL, -1, FALSE, NULL);
+    }
+    g_thread_pool_push(s->pool, call, NULL);
+    while (!call->finished && g_cond_wait_until(&s->cond, &s->lock, deadline)) {
+        /* woken by another copy, or spuriously */
+    }
+    finished = call->finished;
+    if (!finished) {
+        call->abandoned = true;
+        g_cond_broadcast(&s->cond);
+    }
+    g_mutex_unlock(&s->lock);
+    return finished;
+}
+
+int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
+               uint64_t timeout_ns, bool *error_is_read)
+{
+    BlockCopyCall local = { .s = s }, *call = &local;
+    int ret;
+
+    call->start = offset / s->cluster_size * s->cluster_size;
+    call->end = MIN(s->len, (offset + bytes + s->cluster_size - 1) /
+                            s->cluster_size * s->cluster_size);
+    if (!timeout_ns) {
+        copy_call(call);
+    } else {
+        /* The pool's thread may outlive this frame. */
+        call = g_memdup2(&local, sizeof(local));
+        if (!copy_call_timed(s, call, timeout_ns)) {
+            return -ETIMEDOUT;
+        }
+    }
+    ret = call->ret;
+    *error_is_read = call->error_is_read;
+    if (call != &local) {
+        g_free(call);
+    }
     return ret;
+}
+
+void block_copy_reset(BlockCopyState *s, int64_t offset, int64_t bytes)
+{
+    /* Under s->lock, as claims: no claim sees half of it. */
+    g_mutex_lock(&s->lock);
+    bdrv_reset_dirty_bitmap(s->copy_bitmap, offset, bytes);
+    g_mutex_unlock(&s->lock);
 }
 
 BlockCopyTask *block_copy_claim(BlockCopyState *s, int64_t max_chunk)

@@ -102,7 +102,7 @@ static int copy_before_write(BlockDriverState *bs, int64_t offset, int64_t bytes
     if (g_atomic_int_get(&s->snapshot_error)) {
         return 0;
     }
-    ret = block_copy(s->bcs, start, end - start, &is_read);
+    ret = block_copy(s->bcs, start, end - start, 0, &is_read);
     if (ret < 0) {
         if (s->on_cbw_error == ON_CBW_ERROR_BREAK_GUEST_WRITE) {
             return ret;

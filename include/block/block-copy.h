@@ -60,9 +60,20 @@ void block_copy_set_compress(BlockCopyState *s, bool compress);
  * guest writes: not against a job's speed limit, as in QEMU). Returns 0,
  * or -errno with *error_is_read telling which side failed (the clusters
  * are dirty again).
+ *
+ * timeout_ns > 0 (copy-before-write's cbw-timeout): after that long,
+ * returns -ETIMEDOUT (*error_is_read untouched) while the copy goes on in
+ * another thread, as QEMU's does: it finishes the chunk in hand and claims
+ * nothing more; drained sections and block_copy_state_free() wait for it.
+ * Called from within a request (it is counted in flight as one).
  */
 int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
-               bool *error_is_read);
+               uint64_t timeout_ns, bool *error_is_read);
+/*
+ * The clusters of [offset, offset+bytes) (whole ones, or up to the end)
+ * need no copy any more: a snapshot's user gave them up.
+ */
+void block_copy_reset(BlockCopyState *s, int64_t offset, int64_t bytes);
 /*
  * Background copy, in two steps so that a job can count a chunk against
  * its speed before copying it, as QEMU's rate limit counts a chunk when it

@@ -289,6 +289,15 @@ int64_t bdrv_get_allocated_file_size(BlockDriverState *bs);
  */
 int bdrv_copy_range_to(BlockDriverState *src, int64_t src_offset,
                        BdrvChild *dst, int64_t dst_offset, int64_t bytes);
+/*
+ * Work a request hands to another thread and that may outlive it (a copy
+ * ahead of a guest write that timed out goes on): counted in flight as a
+ * request is, without waiting at the gate the request already passed, so
+ * drained sections wait for it. inc from within the request; dec from
+ * the thread when the work is done.
+ */
+void bdrv_inc_in_flight(void);
+void bdrv_dec_in_flight(void);
 /* Whether the bytes of buf are all zero (detect-zeroes, copy-on-read). */
 bool buffer_is_zero(const void *buf, int64_t bytes);
 
