@@ -21,6 +21,7 @@ typedef struct BDRVCbwState {
     BdrvDirtyBitmap *done_bitmap;
     BdrvDirtyBitmap *access_bitmap;
     OnCbwError on_cbw_error;
+    uint64_t timeout_ns;        /* cbw-timeout; 0: none */
     int snapshot_error;         /* atomic: set once, then reads of the snapshot fail */
 } BDRVCbwState;
 
@@ -41,6 +42,8 @@ static int cbw_open(BlockDriverState *bs, const BlockdevOptions *opts,
     }
     s->on_cbw_error = o->has_on_cbw_error ? o->on_cbw_error
                                           : ON_CBW_ERROR_BREAK_GUEST_WRITE;
+    s->timeout_ns = o->has_cbw_timeout ? o->cbw_timeout * (uint64_t)1000000000
+                                       : 0;
     s->bcs = block_copy_state_new(bs->file, s->target, errp);
     if (!s->bcs) {
         return -EINVAL;
@@ -102,7 +105,7 @@ static int copy_before_write(BlockDriverState *bs, int64_t offset, int64_t bytes
     if (g_atomic_int_get(&s->snapshot_error)) {
         return 0;
     }
-    ret = block_copy(s->bcs, start, end - start, 0, &is_read);
+    ret = block_copy(s->bcs, start, end - start, s->timeout_ns, &is_read);
     if (ret < 0) {
         if (s->on_cbw_error == ON_CBW_ERROR_BREAK_GUEST_WRITE) {
             return ret;
