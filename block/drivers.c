@@ -14,6 +14,7 @@ extern const BlockDriver bdrv_nbd;
 extern const BlockDriver bdrv_null_co;
 extern const BlockDriver bdrv_qcow2;
 extern const BlockDriver bdrv_raw;
+extern const BlockDriver bdrv_snapshot_access;
 
 static const BlockDriver *const block_drivers[] = {
     &bdrv_blkdebug,
@@ -24,6 +25,7 @@ static const BlockDriver *const block_drivers[] = {
     &bdrv_null_co,
     &bdrv_qcow2,
     &bdrv_raw,
+    &bdrv_snapshot_access,
 };
 
 const BlockDriver *bdrv_find_driver(const char *name)
