@@ -62,6 +62,17 @@ char *block_test_file(const char *name, int64_t size)
     return path;
 }
 
+char *block_test_blkdebug_json(const char *node, int64_t size, const char *rules)
+{
+    g_autofree char *name = g_strdup_printf("%s.img", node);
+    g_autofree char *path = block_test_file(name, size);
+
+    return g_strdup_printf("{\"driver\": \"blkdebug\", \"node-name\": \"%s\","
+                           " \"inject-error\": %s, \"image\":"
+                           " {\"driver\": \"file\", \"filename\": \"%s\"}}",
+                           node, rules, path);
+}
+
 BlockDriverState *block_test_open(const char *json, Error **errp)
 {
     json_t *tree = json_parse_text(json, &error_abort);

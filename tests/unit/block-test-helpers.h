@@ -25,6 +25,12 @@ int block_test_run(void);
 const char *block_test_dir(void);
 /* A new scratch file of size bytes (sparse); g_free the path. */
 char *block_test_file(const char *name, int64_t size);
+/*
+ * The JSON options of a blkdebug node named node over a new scratch file
+ * "<node>.img" of size bytes, with rules (JSON text, an array) as its
+ * inject-error; g_free them.
+ */
+char *block_test_blkdebug_json(const char *node, int64_t size, const char *rules);
 /* Opens a node from JSON options text, as blockdev-add does. */
 BlockDriverState *block_test_open(const char *json, Error **errp);
 /* A BlockBackend attached to bs (attaching must succeed). */

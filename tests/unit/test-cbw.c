@@ -200,11 +200,8 @@ static void test_source_cannot_be_written_or_resized_behind_it(void)
 
 static void test_copy_error_breaks_guest_write(void)
 {
-    g_autofree char *tgt_path = block_test_file("tgt.img", SIZE);
-    g_autofree char *tgt_json = g_strdup_printf(
-        "{\"driver\": \"blkdebug\", \"node-name\": \"tgt\", \"inject-error\":"
-        " [{\"event\": \"write_aio\", \"errno\": 28}], \"image\":"
-        " {\"driver\": \"file\", \"filename\": \"%s\"}}", tgt_path);
+    g_autofree char *tgt_json = block_test_blkdebug_json(
+        "tgt", SIZE, "[{\"event\": \"write_aio\", \"errno\": 28}]");
     Setup st;
     BlockCopyState *bcs;
     BlockDriverState *filter;
@@ -225,11 +222,8 @@ static void test_copy_error_breaks_guest_write(void)
 
 static void test_failed_chunk_retried_after_the_others(void)
 {
-    g_autofree char *tgt_path = block_test_file("tgt.img", SIZE);
-    g_autofree char *tgt_json = g_strdup_printf(
-        "{\"driver\": \"blkdebug\", \"node-name\": \"tgt\", \"inject-error\":"
-        " [{\"event\": \"write_aio\", \"errno\": 5, \"sector\": 0}], \"image\":"
-        " {\"driver\": \"file\", \"filename\": \"%s\"}}", tgt_path);
+    g_autofree char *tgt_json = block_test_blkdebug_json(
+        "tgt", SIZE, "[{\"event\": \"write_aio\", \"errno\": 5, \"sector\": 0}]");
     Setup st;
     BlockCopyState *bcs;
     BlockDriverState *filter;

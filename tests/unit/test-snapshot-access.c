@@ -217,11 +217,8 @@ static void test_discard_leaves_whole_clusters(void)
 
 static void test_broken_snapshot_fails_reads(void)
 {
-    g_autofree char *tgt_path = block_test_file("tgt.img", SIZE);
-    g_autofree char *tgt_json = g_strdup_printf(
-        "{\"driver\": \"blkdebug\", \"node-name\": \"tgt\", \"inject-error\":"
-        " [{\"event\": \"write_aio\", \"errno\": 5}], \"image\":"
-        " {\"driver\": \"file\", \"filename\": \"%s\"}}", tgt_path);
+    g_autofree char *tgt_json = block_test_blkdebug_json(
+        "tgt", SIZE, "[{\"event\": \"write_aio\", \"errno\": 5}]");
     Fleece f = { 0 };
     BlockDriverState *file;
     int64_t pnum, map;
