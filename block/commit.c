@@ -118,9 +118,14 @@ void commit_bitmaps_merge(BlockDriverState *top, BlockDriverState *base)
 
             if (!into) {
                 uint32_t granularity = bdrv_dirty_bitmap_granularity(from);
+                /* Persistent like its source if the base can store it. */
+                bool persistent = bdrv_dirty_bitmap_persistent(from) &&
+                    bdrv_can_store_new_dirty_bitmap(base, name, granularity,
+                                                    NULL);
 
                 into = bdrv_create_dirty_bitmap(base, granularity, name,
                                                 &error_abort);
+                bdrv_dirty_bitmap_set_persistent(into, persistent);
                 if (!bdrv_dirty_bitmap_enabled(from)) {
                     bdrv_disable_dirty_bitmap(into);
                 }

@@ -14,11 +14,18 @@ T7: s2 is committed into disk (the active commit, completed): disk gets
 Each backup, restored with qemu-img over the backup it builds on, equals
 the disk when it started; each bitmap holds exactly the clusters of its
 period; every image passes qemu-img check.
+
+A bitmap the commit creates on the base is persistent when the committed
+layer's was and the base can store it (qcow2 v3), so the base's image
+holds it once the daemon quits; on a v2 base it lives in memory only.
 """
+import json
 import unittest
 
+import iotests
 from test_backup import CLUSTER, clusters, count
 from test_snapshots import Checkpoints
+from test_stream import ChainTestCase
 
 
 class CheckpointsAcrossCommitsTest(Checkpoints):
@@ -81,6 +88,57 @@ class CheckpointsAcrossCommitsTest(Checkpoints):
         self.check_images(d, 'base.qcow2', 's1.qcow2', 's2.qcow2', 'full.qcow2',
                           'inc3.qcow2', 'inc5.qcow2', 'diff5.qcow2',
                           'inc6.qcow2', 'diff7.qcow2', 'inc7.qcow2')
+
+
+class PersistenceAcrossCommitsTest(ChainTestCase):
+    """base <- mid <- top of test_stream.py; 'p' persistent, 'm' not."""
+
+    # What base.qcow2 holds once the daemon quit, made from a v3 layer.
+    STORED = [{'name': 'off', 'granularity': CLUSTER, 'flags': []},
+              {'name': 'p', 'granularity': CLUSTER, 'flags': ['auto']}]
+
+    def persistence(self, qmp, node):
+        (info,) = [n for n in qmp.command('query-named-block-nodes', flat=True)
+                   if n['node-name'] == node]
+        return [(b['name'], b['persistent']) for b in info['dirty-bitmaps']]
+
+    def commit_and_quit(self, layer, base_opts=None, **args):
+        """Bitmaps on layer, a commit into base (an active one completed
+        without top_node): the base's bitmaps (name, persistent), then
+        what base.qcow2 stores once the daemon quit."""
+        self.skip_if_not_blkd()
+        d, qmp = self.start_chain(self.blkd, base_opts=base_opts)
+        for name, opts in (('p', {'persistent': True}), ('m', {}),
+                           ('off', {'persistent': True, 'disabled': True})):
+            qmp.command('block-dirty-bitmap-add', node=layer, name=name,
+                        **opts)
+        qmp.command('block-commit', job_id='c0', device='top',
+                    base_node='base', **args)
+        if 'top_node' not in args:
+            qmp.wait_event('BLOCK_JOB_READY')
+            qmp.command('job-complete', id='c0')
+        ev = qmp.wait_event('BLOCK_JOB_COMPLETED')
+        self.assertNotIn('error', ev['data'])
+        held = self.persistence(qmp, 'base')
+        d.stop('quit')
+        out = iotests.run('qemu-img', 'info', '--output=json',
+                          d.path('base.qcow2'), check=True).stdout
+        self.check_images(d, 'base.qcow2', 'mid.qcow2', 'top.qcow2')
+        return held, json.loads(out)['format-specific']['data'].get('bitmaps')
+
+    def test_intermediate_commit_stores_them_in_the_base(self):
+        self.assertEqual(self.commit_and_quit('mid', top_node='mid'),
+                         ([('off', True), ('m', False), ('p', True)],
+                          self.STORED))
+
+    def test_active_commit_stores_them_in_the_base(self):
+        self.assertEqual(self.commit_and_quit('top'),
+                         ([('off', True), ('m', False), ('p', True)],
+                          self.STORED))
+
+    def test_v2_base_keeps_them_in_memory(self):
+        self.assertEqual(self.commit_and_quit('top', base_opts='compat=0.10'),
+                         ([('off', False), ('m', False), ('p', False)], None))
 
 
 if __name__ == '__main__':

@@ -30,11 +30,13 @@ LAYERS = {
 
 class ChainTestCase(SnapshotTestCase):
 
-    def start_chain(self, binary, nodes=True, extra=(), base_errors=None):
+    def start_chain(self, binary, nodes=True, extra=(), base_errors=None,
+                    base_opts=None):
         """base <- mid <- top, top exported as 'disk'. nodes: each layer
         is a node of blockdev-add (base and mid read-only); otherwise only
         top is, and the others are opened from the headers. base_errors:
-        blkdebug's inject-error rules between base and its file."""
+        blkdebug's inject-error rules between base and its file. base_opts:
+        qemu-img create's -o for the base."""
         iotests.skip_if_missing('qemu-img')
         iotests.skip_if_missing('qemu-io')
         d = iotests.Daemon(self, name=os.path.basename(binary))
@@ -44,6 +46,8 @@ class ChainTestCase(SnapshotTestCase):
             args = ['qemu-img', 'create', '-q', '-f', 'qcow2', path, str(SIZE)]
             if backing:
                 args[5:5] = ['-b', backing, '-F', 'qcow2']
+            elif base_opts:
+                args[5:5] = ['-o', base_opts]
             iotests.run(*args, check=True)
             for cmd in LAYERS[layer]:
                 iotests.run('qemu-io', '-c', cmd, path, check=True)
