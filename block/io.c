@@ -414,7 +414,10 @@ int bdrv_flush(BlockDriverState *bs)
     guint i;
     int ret = 0;
 
-    if (!bs->read_only && !bs->cache_no_flush && bs->drv->flush) {
+    if (!bs->read_only && bs->drv->flush_to_os) {
+        ret = bs->drv->flush_to_os(bs);
+    }
+    if (ret == 0 && !bs->read_only && !bs->cache_no_flush && bs->drv->flush) {
         ret = bs->drv->flush(bs);
     }
     for (i = 0; ret == 0 && i < bs->core->children->len; i++) {

@@ -69,7 +69,7 @@ struct BlockDriverState {
     char *node_name;
     bool read_only;
     bool cache_direct;          /* cache.direct=on: O_DIRECT */
-    bool cache_no_flush;        /* cache.no-flush=on: flush is a no-op */
+    bool cache_no_flush;        /* cache.no-flush=on: flush_to_os only */
     bool discard_unmap;         /* discard=unmap: pass discards on */
     bool force_share;
     BlockdevDetectZeroesOptions detect_zeroes;
@@ -198,6 +198,11 @@ struct BlockDriver {
     int (*pwrite_zeroes)(BlockDriverState *bs, int64_t offset, int64_t bytes,
                          BdrvRequestFlags flags);
     int (*pdiscard)(BlockDriverState *bs, int64_t offset, int64_t bytes);
+    /*
+     * What the driver keeps in memory, to its children (QEMU's
+     * flush_to_os); runs even with cache.no-flush, then flush.
+     */
+    int (*flush_to_os)(BlockDriverState *bs);
     /* To stable storage; the core then flushes the children. */
     int (*flush)(BlockDriverState *bs);
     /*
