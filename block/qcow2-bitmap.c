@@ -564,9 +564,9 @@ static int write_bitmap(BlockDriverState *bs, BitmapEntry *e, Error **errp)
 
 /*
  * Makes list the image's directory: written to new clusters, flushed with
- * everything written before it, then the header switched to it; the old
- * directory goes to the frees queue. On failure before the switch the
- * image is as it was.
+ * everything written before it and the refcounts of it all, then the
+ * header switched to it; the old directory goes to the frees queue. On
+ * failure before the switch the image is as it was.
  */
 static int switch_directory(BlockDriverState *bs, GPtrArray *list)
 {
@@ -608,6 +608,11 @@ static int switch_directory(BlockDriverState *bs, GPtrArray *list)
             return at;
         }
         ret = bdrv_pwrite(bs->file, at, size, dir, 0);
+    }
+    if (ret == 0) {
+        g_mutex_lock(&s->lock);
+        ret = qcow2_write_refcounts(bs, false);
+        g_mutex_unlock(&s->lock);
     }
     ret = ret < 0 ? ret : bdrv_flush(bs->file->bs);
     if (ret == 0) {

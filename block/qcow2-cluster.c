@@ -1,11 +1,14 @@
 /*
  * qcow2: the guest-to-host mapping. The L1 table lives in memory (host
- * order); L2 tables are cached (host order, converted when loaded and when
- * stored). Every change is written through: an L2 entry is only ever set
- * to clusters whose refcount is stable and whose data is written, and an
- * entry is cleared before the refcount of what it pointed at drops.
- * Everything here runs under s->lock, except qcow2_read_compressed() and
- * qcow2_deflate_cluster().
+ * order), its changed entries listed; L2 tables are cached (host order,
+ * converted when loaded and when written back). An entry is only set to
+ * clusters whose refcount is raised (in the cache) and, for L2, whose
+ * data is written. The write-back writes the refcounts, flushes, writes
+ * the L2 tables, flushes, and writes the L1 entries, so on disk no entry
+ * points at a cluster whose refcount or content is not stable. An entry
+ * is cleared before the refcount of what it pointed at drops (after a
+ * flush). Everything here runs under s->lock, except
+ * qcow2_read_compressed() and qcow2_deflate_cluster().
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -50,18 +53,51 @@ int qcow2_load_l1(BlockDriverState *bs, Error **errp)
     return 0;
 }
 
-static int write_l1_entry(BlockDriverState *bs, uint64_t l1_index,
-                          uint64_t entry)
+/* Sets an L1 entry in memory; the write-back writes it. */
+static void set_l1_entry(BlockDriverState *bs, uint64_t l1_index,
+                         uint64_t entry)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t be = GUINT64_TO_BE(entry);
-    int ret = bdrv_pwrite(bs->file, s->l1_table_offset + l1_index * 8, 8,
-                          &be, 0);
 
-    if (ret == 0) {
-        s->l1_table[l1_index] = entry;
+    s->l1_table[l1_index] = entry;
+    g_hash_table_add(s->l1_dirty, GUINT_TO_POINTER(l1_index + 1));
+}
+
+static gint compare_uint(gconstpointer a, gconstpointer b)
+{
+    guint x = GPOINTER_TO_UINT(*(gconstpointer *)a);
+    guint y = GPOINTER_TO_UINT(*(gconstpointer *)b);
+
+    return x < y ? -1 : x > y;
+}
+
+/* Writes the L1 entries set since their last write, a run at a time. */
+static int write_l1_entries(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    guint n, i, j;
+    g_autofree gpointer *keys = g_hash_table_get_keys_as_array(s->l1_dirty,
+                                                                &n);
+    g_autofree uint64_t *be = g_new(uint64_t, n);
+
+    /* Keys are index + 1. */
+    qsort(keys, n, sizeof(*keys), compare_uint);
+    for (i = 0; i < n; i = j) {
+        uint64_t first = GPOINTER_TO_UINT(keys[i]) - 1;
+        int ret;
+
+        for (j = i; j < n && GPOINTER_TO_UINT(keys[j]) - 1 == first + j - i;
+             j++) {
+            be[j - i] = GUINT64_TO_BE(s->l1_table[first + j - i]);
+        }
+        ret = bdrv_pwrite(bs->file, s->l1_table_offset + first * 8,
+                          (j - i) * 8, be, 0);
+        if (ret < 0) {
+            return ret;     /* all stay listed, for the next try */
+        }
     }
-    return ret;
+    g_hash_table_remove_all(s->l1_dirty);
+    return 0;
 }
 
 int qcow2_grow_l1(BlockDriverState *bs, uint32_t new_size)
@@ -81,6 +117,11 @@ int qcow2_grow_l1(BlockDriverState *bs, uint32_t new_size)
     if (bytes > QCOW2_MAX_L1_BYTES) {
         return -EFBIG;
     }
+    /* The copy must not point at what is not on disk yet. */
+    ret = qcow2_write_back(bs);
+    if (ret < 0) {
+        return ret;
+    }
     offset = qcow2_alloc_clusters(bs, clusters);
     if (offset < 0) {
         return offset;
@@ -90,8 +131,9 @@ int qcow2_grow_l1(BlockDriverState *bs, uint32_t new_size)
         table[i] = GUINT64_TO_BE(s->l1_table[i]);
     }
     ret = bdrv_pwrite(bs->file, offset, clusters * s->cluster_size, table, 0);
-    if (ret == 0 && !qcow2_is_fresh(s, offset)) {
-        ret = bdrv_flush(bs->file->bs);
+    /* The table's own refcounts were just raised: this flushes it too. */
+    if (ret == 0) {
+        ret = qcow2_write_refcounts(bs, true);
     }
     if (ret == 0) {
         /* l1_size and l1_table_offset are adjacent: one write moves both. */
@@ -117,7 +159,7 @@ int qcow2_grow_l1(BlockDriverState *bs, uint32_t new_size)
     return 0;
 }
 
-int qcow2_shrink_l1(BlockDriverState *bs, uint64_t new_size)
+void qcow2_shrink_l1(BlockDriverState *bs, uint64_t new_size)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t per_l2 = s->cluster_size << s->l2_bits;
@@ -125,19 +167,14 @@ int qcow2_shrink_l1(BlockDriverState *bs, uint64_t new_size)
 
     for (i = (new_size + per_l2 - 1) / per_l2; i < s->l1_size; i++) {
         uint64_t l2_offset = s->l1_table[i] & L1E_OFFSET_MASK;
-        int ret;
 
         if (!l2_offset) {
             continue;
         }
-        ret = write_l1_entry(bs, i, 0);
-        if (ret < 0) {
-            return ret;
-        }
+        set_l1_entry(bs, i, 0);
         qcow2_cache_drop(s->l2_cache, l2_offset);
         qcow2_free_clusters_later(bs, l2_offset, 1, QCOW2_FREE_OTHER);
     }
-    return 0;
 }
 
 /* ---- L2 ---------------------------------------------------------------- */
@@ -151,6 +188,12 @@ static int load_l2(BlockDriverState *bs, uint64_t offset, uint64_t **l2)
     *l2 = qcow2_cache_get(s->l2_cache, offset);
     if (*l2) {
         return 0;
+    }
+    if (qcow2_cache_crowded(s->l2_cache)) {
+        ret = qcow2_write_back(bs);
+        if (ret < 0) {
+            return ret;
+        }
     }
     *l2 = qcow2_cache_add(s->l2_cache, offset);
     ret = bdrv_pread(bs->file, offset, s->cluster_size, *l2, 0);
@@ -188,9 +231,10 @@ int qcow2_get_l2(BlockDriverState *bs, uint64_t l1_index, uint64_t **l2)
 }
 
 /*
- * Writable means referenced once (COPIED in L1). Otherwise a new table is
- * written (empty, or a copy of the shared one) and linked into L1; a shared
- * table loses the active L1's reference afterwards.
+ * Writable means referenced once (COPIED in L1). Otherwise a new table
+ * (empty, or a copy of the shared one as the cache has it) goes into the
+ * cache, all dirty, and into L1; the write-back writes it before the L1
+ * entry. A shared table loses the active L1's reference (later).
  */
 int qcow2_get_l2_for_write(BlockDriverState *bs, uint64_t l1_index,
                            uint64_t **l2)
@@ -198,8 +242,7 @@ int qcow2_get_l2_for_write(BlockDriverState *bs, uint64_t l1_index,
     BDRVQcow2State *s = bs->opaque;
     uint64_t old_entry = s->l1_table[l1_index];
     uint64_t old_offset = old_entry & L1E_OFFSET_MASK;
-    g_autofree uint64_t *disk = NULL;
-    uint64_t *old = NULL, i;
+    uint64_t *old = NULL;
     int64_t offset;
     int ret;
 
@@ -220,24 +263,6 @@ int qcow2_get_l2_for_write(BlockDriverState *bs, uint64_t l1_index,
         }
         return offset;
     }
-    disk = g_new0(uint64_t, s->l2_size);
-    for (i = 0; old && i < s->l2_size; i++) {
-        disk[i] = GUINT64_TO_BE(old[i]);
-    }
-    ret = bdrv_pwrite(bs->file, offset, s->cluster_size, disk, 0);
-    if (ret == 0 && !qcow2_is_fresh(s, offset)) {
-        ret = bdrv_flush(bs->file->bs);     /* the table before the pointer */
-    }
-    if (ret == 0) {
-        ret = write_l1_entry(bs, l1_index, offset | QCOW_OFLAG_COPIED);
-    }
-    if (ret < 0) {
-        if (old) {
-            qcow2_cache_put(s->l2_cache, old);
-        }
-        qcow2_free_unused_clusters(bs, offset, 1);
-        return ret;
-    }
     qcow2_cache_drop(s->l2_cache, offset);
     *l2 = qcow2_cache_add(s->l2_cache, offset);
     if (old) {
@@ -248,27 +273,49 @@ int qcow2_get_l2_for_write(BlockDriverState *bs, uint64_t l1_index,
     } else {
         memset(*l2, 0, s->cluster_size);
     }
+    qcow2_cache_mark_dirty(s->l2_cache, *l2, 0, s->cluster_size);
+    set_l1_entry(bs, l1_index, offset | QCOW_OFLAG_COPIED);
     return 0;
 }
 
-int qcow2_write_l2_entries(BlockDriverState *bs, uint64_t l1_index,
-                           uint64_t *l2, uint64_t first, uint64_t nb,
-                           const uint64_t *entries)
+void qcow2_set_l2_entries(BlockDriverState *bs, uint64_t *l2, uint64_t first,
+                          uint64_t nb, const uint64_t *entries)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t l2_offset = s->l1_table[l1_index] & L1E_OFFSET_MASK;
-    g_autofree uint64_t *disk = g_new(uint64_t, nb);
-    uint64_t i;
-    int ret;
 
-    for (i = 0; i < nb; i++) {
-        disk[i] = GUINT64_TO_BE(entries[i]);
+    memcpy(l2 + first, entries, nb * 8);
+    qcow2_cache_mark_dirty(s->l2_cache, l2, first * 8, (first + nb) * 8);
+}
+
+static int write_l2(BlockDriverState *bs, uint64_t offset, const void *data,
+                    size_t lo, size_t hi)
+{
+    const uint64_t *l2 = data;
+    g_autofree uint64_t *disk = g_new(uint64_t, (hi - lo) / 8);
+    size_t i;
+
+    for (i = 0; i < (hi - lo) / 8; i++) {
+        disk[i] = GUINT64_TO_BE(l2[lo / 8 + i]);
     }
-    ret = bdrv_pwrite(bs->file, l2_offset + first * 8, nb * 8, disk, 0);
-    if (ret == 0) {
-        memcpy(l2 + first, entries, nb * 8);
+    return bdrv_pwrite(bs->file, offset + lo, hi - lo, disk, 0);
+}
+
+int qcow2_write_back(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    bool l2_dirty = qcow2_cache_is_dirty(s->l2_cache);
+    bool l1_dirty = g_hash_table_size(s->l1_dirty) > 0;
+    int ret = qcow2_write_refcounts(bs, l2_dirty || l1_dirty);
+
+    if (ret == 0 && l2_dirty) {
+        ret = qcow2_cache_write_back(s->l2_cache, bs, write_l2);
     }
-    return ret;
+    /* New tables before the L1 entries that link them. */
+    if (ret >= 0 && l1_dirty) {
+        ret = l2_dirty ? bdrv_flush(bs->file->bs) : 0;
+        ret = ret < 0 ? ret : write_l1_entries(bs);
+    }
+    return MIN(ret, 0);
 }
 
 void qcow2_compressed_range(BDRVQcow2State *s, uint64_t l2_entry,
@@ -386,12 +433,8 @@ static int change_clusters(BlockDriverState *bs, uint64_t first, uint64_t nb,
             for (i = 0; i < hi - lo; i++) {
                 entries[i] = new_entry(bs, old[i], op, unmap);
             }
-            ret = qcow2_write_l2_entries(bs, l1_index, l2, idx + lo, hi - lo,
-                                         entries);
+            qcow2_set_l2_entries(bs, l2, idx + lo, hi - lo, entries);
             qcow2_cache_put(s->l2_cache, l2);
-            if (ret < 0) {
-                return ret;
-            }
             for (i = 0; i < hi - lo; i++) {
                 uint64_t was = old[i] & L2E_OFFSET_MASK;
 

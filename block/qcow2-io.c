@@ -4,7 +4,7 @@
  * I/O. Two lists, under the lock, make that safe:
  *
  * - in-flight allocations (guest clusters): a writer that gives clusters
- *   new host clusters registers them until their L2 entries are written;
+ *   new host clusters registers them until their L2 entries are set;
  *   any other change to those entries (another allocating write,
  *   write-zeroes, discard) waits on alloc_cond. So two writers never both
  *   allocate a cluster, and the L2 entries a writer replaces are the ones
@@ -13,8 +13,8 @@
  *   outside the lock registers them; their refcount does not drop to zero
  *   (so they are not reused) until it is done.
  *
- * Readers never wait: until a write's L2 entries are written they see the
- * old mapping, whose clusters stay valid.
+ * Readers never wait: until a write's L2 entries are set they see the old
+ * mapping, whose clusters stay valid.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -431,12 +431,12 @@ static int link_l2(BlockDriverState *bs, const WriteStep *w)
         old[i] = l2[idx + i];
         entries[i] = (w->host + (i << s->cluster_bits)) | QCOW_OFLAG_COPIED;
     }
-    ret = qcow2_write_l2_entries(bs, l1_index, l2, idx, w->nb, entries);
+    qcow2_set_l2_entries(bs, l2, idx, w->nb, entries);
     qcow2_cache_put(s->l2_cache, l2);
-    for (i = 0; ret == 0 && !w->reuse && i < w->nb; i++) {
+    for (i = 0; !w->reuse && i < w->nb; i++) {
         qcow2_free_entry(bs, old[i], QCOW2_FREE_OTHER);
     }
-    return ret;
+    return 0;
 }
 
 /* Whether a write to the cluster of this entry needs a new host cluster. */
@@ -601,8 +601,9 @@ int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
  * One cluster, zero-padded if it is the image's partial last one: deflated
  * and packed after the last compressed data, or written as it is when
  * deflating does not make it smaller. As in QEMU, compressed data never
- * replaces a host cluster (-EIO). Order: references (stable), data, then
- * the L2 entry; the cluster is an in-flight allocation meanwhile.
+ * replaces a host cluster (-EIO). Order: references, data, then the L2
+ * entry (all but the data in the caches, whose write-back puts the
+ * references first); the cluster is an in-flight allocation meanwhile.
  */
 static int write_compressed_cluster(BlockDriverState *bs, uint64_t offset,
                                     uint64_t bytes, const uint8_t *buf)
@@ -653,8 +654,7 @@ static int write_compressed_cluster(BlockDriverState *bs, uint64_t offset,
     }
     if (ret == 0) {
         /* What it replaces (unallocated, plain zero) holds no host bytes. */
-        ret = qcow2_write_l2_entries(bs, cluster >> s->l2_bits, l2,
-                                     cluster & (s->l2_size - 1), 1, &entry);
+        qcow2_set_l2_entries(bs, l2, cluster & (s->l2_size - 1), 1, &entry);
         qcow2_cache_put(s->l2_cache, l2);
     }
     if (ret < 0) {

@@ -1,20 +1,22 @@
 /*
  * qcow2: host cluster allocation. The refcount table (in memory, host
- * order) points at refcount blocks (cached in their on-disk form); every
- * change is written through at once. Callers hold s->lock unless a
- * function says otherwise.
+ * order, written through) points at refcount blocks, cached in their
+ * on-disk form and written back. Callers hold s->lock unless a function
+ * says otherwise.
  *
  * Ordering (docs/devel/qcow2.md):
- * - allocation: refcounts are raised for a run of clusters (the pool) and
- *   flushed before any of them is handed out, so nothing on disk can point
- *   at a cluster whose refcount is not stable;
- * - freeing: the reference is removed first; the refcount drops only after
- *   a later flush of the file, and not while a request still does I/O on
- *   the cluster;
+ * - allocation is exact: a run of free clusters gets refcount 1 in the
+ *   cache; the blocks are written, and the file flushed, before anything
+ *   that points at the clusters (the write-back of L2 and L1 entries, a
+ *   header field);
+ * - freeing: the reference is removed and flushed first; the refcount
+ *   drops only then, and not while a request still does I/O on the
+ *   cluster;
  * - a new refcount block or table is written (and flushed, unless it sits
  *   in clusters never written before) before anything points at it.
+ * So a crash leaks only the clusters of changes in flight, never more.
  *
- * Placement: new refcount blocks go right after the pool they are created
+ * Placement: new refcount blocks go right after the run they are created
  * for, so that runs of data stay contiguous; a bigger refcount table goes,
  * with the blocks that count it, at the start of the first range the old
  * table could not cover.
@@ -24,8 +26,8 @@
 
 #include "block/qcow2.h"
 
-#define POOL_FIRST              16      /* clusters in the first reservation */
 #define PENDING_FREES_MAX       4096
+#define GROW_STEP_MAX           (64 << 20)      /* bytes the file grows ahead */
 
 /* ---- refcount block entries -------------------------------------------- */
 
@@ -110,17 +112,26 @@ int qcow2_load_refcount_table(BlockDriverState *bs, Error **errp)
     return 0;
 }
 
-int qcow2_ensure_file_length(BlockDriverState *bs, uint64_t end)
+/*
+ * Makes the file at least end bytes long. It grows a step ahead (an
+ * eighth of its length, up to 64 MiB), so that allocating cluster after
+ * cluster does not truncate each time; close trims what is left unused.
+ */
+static int ensure_file_length(BlockDriverState *bs, uint64_t end)
 {
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t len = bdrv_child_getlength(bs->file);
     Error *local_err = NULL;
     int ret;
 
-    if ((uint64_t)bdrv_child_getlength(bs->file) >= end) {
+    if (len >= end) {
         return 0;
     }
+    end = MAX(end, len + MIN(len / 8, GROW_STEP_MAX));
+    end = (end + s->cluster_size - 1) & ~(s->cluster_size - 1);
     ret = bdrv_child_truncate(bs->file, end, &local_err);
     error_free(local_err);
-    ((BDRVQcow2State *)bs->opaque)->grew_file |= ret == 0;
+    s->grew_file |= ret == 0;
     return ret;
 }
 
@@ -129,9 +140,28 @@ static bool is_fresh(BDRVQcow2State *s, uint64_t cluster)
     return cluster >= s->fresh_from;
 }
 
-bool qcow2_is_fresh(BDRVQcow2State *s, uint64_t offset)
+static int write_rb(BlockDriverState *bs, uint64_t offset, const void *data,
+                    size_t lo, size_t hi)
 {
-    return is_fresh(s, offset >> s->cluster_bits);
+    return bdrv_pwrite(bs->file, offset + lo, hi - lo,
+                       (const uint8_t *)data + lo, 0);
+}
+
+int qcow2_write_refcounts(BlockDriverState *bs, bool flush)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = qcow2_cache_write_back(s->rb_cache, bs, write_rb);
+
+    if (ret > 0) {
+        s->refcounts_unflushed = true;
+    }
+    if (ret >= 0 && flush && s->refcounts_unflushed) {
+        ret = bdrv_flush(bs->file->bs);
+        if (ret == 0) {
+            s->refcounts_unflushed = false;
+        }
+    }
+    return MIN(ret, 0);
 }
 
 /* Block idx of the table, pinned; *rb = NULL when it has none. */
@@ -157,6 +187,13 @@ static int get_rb(BlockDriverState *bs, uint64_t idx, uint8_t **rb)
     *rb = qcow2_cache_get(s->rb_cache, off);
     if (*rb) {
         return 0;
+    }
+    /* Refcount blocks may be written any time: nothing depends on them. */
+    if (qcow2_cache_crowded(s->rb_cache)) {
+        ret = qcow2_write_refcounts(bs, false);
+        if (ret < 0) {
+            return ret;
+        }
     }
     *rb = qcow2_cache_add(s->rb_cache, off);
     ret = bdrv_pread(bs->file, off, s->cluster_size, *rb, 0);
@@ -184,13 +221,11 @@ static uint64_t get_refcount(BlockDriverState *bs, uint64_t cluster, int *err)
 }
 
 /*
- * Adds addend to the refcounts of clusters [first, first + nb), writing
- * each block's changed bytes through. Raising needs the blocks to exist
- * (ensure_blocks). written: the clusters may hold data, so once free they
- * no longer count as fresh.
+ * Adds addend to the refcounts of clusters [first, first + nb) in the
+ * cache. Raising needs the blocks to exist.
  */
 static int update_refcounts(BlockDriverState *bs, uint64_t first, uint64_t nb,
-                            int64_t addend, bool written)
+                            int64_t addend)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t per_block = 1ull << s->rb_bits;
@@ -213,34 +248,30 @@ static int update_refcounts(BlockDriverState *bs, uint64_t first, uint64_t nb,
         }
         for (i = i0; i < i0 + n; i++) {
             uint64_t v = rb_get(s, rb, i);
+            uint64_t c = (idx << s->rb_bits) + i;
 
             if ((addend < 0 && v < (uint64_t)-addend) ||
                 (addend > 0 && (uint64_t)addend > s->refcount_max - v)) {
                 qcow2_cache_put(s->rb_cache, rb);
                 return qcow2_signal_corruption(bs, "Refcount of cluster %#"
-                                               PRIx64 " out of range",
-                                               (idx << s->rb_bits) + i);
+                                               PRIx64 " out of range", c);
             }
             qcow2_rb_set(s->refcount_order, rb, i, v + addend);
             if (v + addend == 0) {
-                uint64_t c = (idx << s->rb_bits) + i;
-
                 s->free_cluster_index = MIN(s->free_cluster_index, c);
-                if (written && c >= s->fresh_from) {
+                /* It may hold data now: no longer fresh once free. */
+                if (c >= s->fresh_from) {
                     s->fresh_from = c + 1;
+                }
+                /* Compressed data must not go on into a free cluster. */
+                if (s->cbytes_next >> s->cluster_bits == c) {
+                    s->cbytes_next = 0;
                 }
             }
         }
         rb_bytes(s, i0, n, &off, &len);
-        ret = bdrv_pwrite(bs->file, (s->refcount_table[idx] & REFT_OFFSET_MASK)
-                          + off, len, rb + off, 0);
+        qcow2_cache_mark_dirty(s->rb_cache, rb, off, off + len);
         qcow2_cache_put(s->rb_cache, rb);
-        if (ret < 0) {
-            /* The cache must not hold what the file does not. */
-            qcow2_cache_drop(s->rb_cache,
-                             s->refcount_table[idx] & REFT_OFFSET_MASK);
-            return ret;
-        }
         first += n;
         nb -= n;
     }
@@ -284,7 +315,7 @@ static int grow_table(BlockDriverState *bs, uint64_t min_idx)
     if (t * s->cluster_size > QCOW2_MAX_REFTABLE_BYTES) {
         return -EFBIG;
     }
-    ret = qcow2_ensure_file_length(bs, (area + k + t) << s->cluster_bits);
+    ret = ensure_file_length(bs, (area + k + t) << s->cluster_bits);
     if (ret < 0) {
         return ret;
     }
@@ -361,9 +392,10 @@ static uint64_t missing_blocks(BDRVQcow2State *s, uint64_t first, uint64_t nb,
 
 /*
  * Blocks for the ranges of free area [first, first + nb) that have none,
- * placed at its end from cluster at on (the table has room for them). As
- * the area's ranges all get blocks, each block's own cluster is counted by
- * one of them.
+ * placed from cluster at on, inside the area (the table has room for
+ * them). A block's own cluster is counted by the new block of its range,
+ * or, in a range that has a block already, by that one: in the cache,
+ * written and flushed before the table points at the new blocks.
  */
 static int create_blocks(BlockDriverState *bs, uint64_t first, uint64_t nb,
                          uint64_t at)
@@ -371,16 +403,18 @@ static int create_blocks(BlockDriverState *bs, uint64_t first, uint64_t nb,
     BDRVQcow2State *s = bs->opaque;
     uint64_t lo = first >> s->rb_bits, hi = (first + nb - 1) >> s->rb_bits;
     g_autofree uint8_t *buf = g_malloc(s->cluster_size);
+    int64_t max_idx;
+    uint64_t n = missing_blocks(s, first, nb, &max_idx);
     uint64_t idx, loc, c;
-    int ret = qcow2_ensure_file_length(bs, (first + nb) << s->cluster_bits);
+    bool counted_before = false;
+    int ret = ensure_file_length(bs, (at + n) << s->cluster_bits);
 
-    /* The blocks, each counting the new blocks that lie in its range. */
     for (idx = lo, loc = at; ret == 0 && idx <= hi; idx++) {
         if (s->refcount_table[idx] & REFT_OFFSET_MASK) {
             continue;
         }
         memset(buf, 0, s->cluster_size);
-        for (c = at; c < first + nb; c++) {
+        for (c = at; c < at + n; c++) {
             if (c >> s->rb_bits == idx) {
                 qcow2_rb_set(s->refcount_order, buf,
                              c & ((1ull << s->rb_bits) - 1), 1);
@@ -389,10 +423,18 @@ static int create_blocks(BlockDriverState *bs, uint64_t first, uint64_t nb,
         ret = bdrv_pwrite(bs->file, loc++ << s->cluster_bits, s->cluster_size,
                           buf, 0);
     }
-    if (ret == 0 && !is_fresh(s, at)) {
-        ret = bdrv_flush(bs->file->bs);     /* the blocks before the table */
+    for (c = at; ret == 0 && c < at + n; c++) {
+        if (s->refcount_table[c >> s->rb_bits] & REFT_OFFSET_MASK) {
+            ret = update_refcounts(bs, c, 1, 1);
+            counted_before = true;
+        }
     }
-    /* Then the table entries that point at them. */
+    /* The blocks (and their refcounts) before the table entries. */
+    if (ret == 0 && counted_before) {
+        ret = qcow2_write_refcounts(bs, true);
+    } else if (ret == 0 && !is_fresh(s, at)) {
+        ret = bdrv_flush(bs->file->bs);
+    }
     for (idx = lo, loc = at; ret == 0 && idx <= hi; idx++) {
         uint64_t be;
 
@@ -413,46 +455,9 @@ static int create_blocks(BlockDriverState *bs, uint64_t first, uint64_t nb,
 /* ---- allocation -------------------------------------------------------- */
 
 /*
- * Counts the free clusters from cluster on, stopping at a used one or at
- * max. A range without a block is all free.
- */
-static int count_free(BlockDriverState *bs, uint64_t cluster, uint64_t max,
-                      uint64_t *count)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t per_block = 1ull << s->rb_bits;
-
-    *count = 0;
-    while (*count < max) {
-        uint64_t i = cluster & (per_block - 1);
-        uint8_t *rb;
-        int ret = get_rb(bs, cluster >> s->rb_bits, &rb);
-
-        if (ret < 0) {
-            return ret;
-        }
-        if (!rb) {
-            uint64_t n = MIN(per_block - i, max - *count);
-
-            *count += n;
-            cluster += n;
-            continue;
-        }
-        for (; i < per_block && *count < max; i++, cluster++) {
-            if (rb_get(s, rb, i)) {
-                qcow2_cache_put(s->rb_cache, rb);
-                return 0;
-            }
-            (*count)++;
-        }
-        qcow2_cache_put(s->rb_cache, rb);
-    }
-    return 0;
-}
-
-/*
  * The first run of nb free clusters at or after s->free_cluster_index,
- * which moves past the used clusters in front of the first free one.
+ * which moves past the used clusters in front of the first free one. A
+ * range without a block is all free.
  */
 static int64_t find_free_run(BlockDriverState *bs, uint64_t nb)
 {
@@ -493,46 +498,24 @@ static int64_t find_free_run(BlockDriverState *bs, uint64_t nb)
     return start;
 }
 
-/* Gives back the clusters of the pool that were not handed out. */
-static int release_pool(BlockDriverState *bs)
+int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t nb)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t start = s->pool_start, nb = s->pool_end - s->pool_start;
-
-    s->pool_start = s->pool_end = 0;
-    return nb ? update_refcounts(bs, start, nb, -1, false) : 0;
-}
-
-/*
- * Reserves the pool: a run of at least nb free clusters, more if more
- * follow (up to pool_grow, which doubles each time to a bound); refcounts
- * raised and flushed. The ranges of the free area that have no refcount
- * block get one at the end of the area, so that the run stays contiguous.
- */
-static int reserve_pool(BlockDriverState *bs, uint64_t nb)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t max_pool = MAX(1, MIN(4096, (64ull << 20) >> s->cluster_bits));
-    uint64_t want = MAX(nb, s->pool_grow);
-    uint64_t k = 0, avail = 0, missing;
+    uint64_t k = 0, missing;
     int64_t start, max_idx;
     int ret;
 
-    s->pool_grow = MIN(MAX(s->pool_grow, POOL_FIRST) * 2, max_pool);
-    ret = release_pool(bs);
-    if (ret < 0) {
-        return ret;
+    g_assert(nb > 0);
+    if (s->broken) {
+        return -EIO;
     }
+    /* A free run for the clusters, and after them the blocks it lacks. */
     for (;;) {
         start = find_free_run(bs, nb + k);
         if (start < 0) {
             return start;
         }
-        ret = count_free(bs, start, want + k, &avail);
-        if (ret < 0) {
-            return ret;
-        }
-        missing = missing_blocks(s, start, avail, &max_idx);
+        missing = missing_blocks(s, start, nb + k, &max_idx);
         if (max_idx >= (int64_t)s->refcount_table_size) {
             /* The new table takes clusters: look again. */
             ret = grow_table(bs, max_idx);
@@ -541,52 +524,25 @@ static int reserve_pool(BlockDriverState *bs, uint64_t nb)
             }
             continue;
         }
-        if (avail >= nb + missing) {
+        if (missing <= k) {
             break;
         }
-        k = MAX(k, missing);
+        k = missing;
     }
-    avail -= missing;
-    ret = missing ? create_blocks(bs, start, avail + missing, start + avail) : 0;
+    ret = missing ? create_blocks(bs, start, nb + k, start + nb) : 0;
     if (ret == 0) {
-        ret = qcow2_ensure_file_length(bs, (start + avail) << s->cluster_bits);
-    }
-    if (ret == 0) {
-        ret = update_refcounts(bs, start, avail, 1, false);
+        ret = ensure_file_length(bs, (start + nb) << s->cluster_bits);
     }
     if (ret == 0) {
-        ret = bdrv_flush(bs->file->bs);
+        ret = update_refcounts(bs, start, nb, 1);
     }
     if (ret < 0) {
         return ret;
     }
-    s->pool_start = start;
-    s->pool_end = start + avail;
     if (s->free_cluster_index == (uint64_t)start) {
-        s->free_cluster_index = s->pool_end + missing;
+        s->free_cluster_index = start + nb + missing;
     }
-    return 0;
-}
-
-int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t nb)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t first;
-
-    g_assert(nb > 0);
-    if (s->broken) {
-        return -EIO;
-    }
-    if (s->pool_end - s->pool_start < nb) {
-        int ret = reserve_pool(bs, nb);
-
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    first = s->pool_start;
-    s->pool_start += nb;
-    return first << s->cluster_bits;
+    return start << s->cluster_bits;
 }
 
 int qcow2_free_unused_clusters(BlockDriverState *bs, uint64_t offset,
@@ -594,135 +550,58 @@ int qcow2_free_unused_clusters(BlockDriverState *bs, uint64_t offset,
 {
     BDRVQcow2State *s = bs->opaque;
 
-    return update_refcounts(bs, offset >> s->cluster_bits, nb, -1, true);
+    return update_refcounts(bs, offset >> s->cluster_bits, nb, -1);
 }
 
-/* ---- compressed data ----------------------------------------------------
- *
- * Compressed clusters are packed byte after byte, as QEMU packs them, and
- * a host cluster holds one reference per compressed cluster touching it.
- * A reference must not reach the disk before its refcount (a power failure
- * would leave a refcount below its references), and a flush per
- * compressed cluster would be slow. So the arena is reserved in runs whose
- * refcounts are raised ahead to credits() and flushed once; when the
- * packing moves past a cluster the credits it did not use are given back,
- * and the rest of the arena when it is released. A crash leaks credits,
- * nothing worse. The cluster being filled always keeps a credit in
- * reserve, so its refcount never drops to zero while pieces may follow.
+/*
+ * Compressed clusters are packed byte after byte, as QEMU packs them: a
+ * host cluster holds one reference per compressed cluster whose data
+ * touches it. A piece goes on where the last one ended while that
+ * cluster can take one more reference; one that does not fit goes on
+ * into a new cluster if that one follows, else starts it.
  */
-
-#define ARENA_BYTES             (1 << 20)
-
-/* References a cluster of the arena may take: pieces of 64 bytes or more. */
-static uint64_t credits(BDRVQcow2State *s)
-{
-    return MIN(s->refcount_max, s->cluster_size / 64);
-}
-
-/* The packing leaves cluster c with refs pieces: its unused credits go. */
-static int leave_cluster(BlockDriverState *bs, uint64_t c, uint64_t refs)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t unused = credits(s) - refs;
-
-    return unused ? update_refcounts(bs, c, 1, -(int64_t)unused, true) : 0;
-}
-
-static int release_arena(BlockDriverState *bs)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t c = s->cbytes_next >> s->cluster_bits;
-    uint64_t end = s->cbytes_end >> s->cluster_bits;
-    uint64_t refs = s->cbytes_refs;
-    int ret;
-
-    s->cbytes_next = s->cbytes_end = s->cbytes_refs = 0;
-    if (c >= end) {
-        return 0;
-    }
-    ret = leave_cluster(bs, c, refs);
-    if (ret == 0 && c + 1 < end) {
-        /* Never touched: back to free. */
-        ret = update_refcounts(bs, c + 1, end - c - 1, -(int64_t)credits(s),
-                               false);
-    }
-    return ret;
-}
-
-/* Reserves clusters for the arena: after it if they follow, else anew. */
-static int grow_arena(BlockDriverState *bs)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t nb = MAX(1, ARENA_BYTES >> s->cluster_bits);
-    int64_t host = qcow2_alloc_clusters(bs, nb);
-    int ret = 0;
-
-    if (host < 0) {
-        return host;
-    }
-    /* From the pool they have refcount 1 on stable storage: raise it. */
-    if (credits(s) > 1) {
-        ret = update_refcounts(bs, host >> s->cluster_bits, nb,
-                               credits(s) - 1, false);
-        if (ret == 0) {
-            ret = bdrv_flush(bs->file->bs);
-        }
-        if (ret < 0) {
-            return ret;         /* the clusters leak, nothing worse */
-        }
-    }
-    if ((uint64_t)host == s->cbytes_end) {
-        /* A piece may span the old end. */
-        s->cbytes_end += nb << s->cluster_bits;
-        return 0;
-    }
-    ret = release_arena(bs);
-    s->cbytes_next = host;
-    s->cbytes_end = host + (nb << s->cluster_bits);
-    return ret;
-}
-
 int64_t qcow2_alloc_bytes(BlockDriverState *bs, uint64_t len)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t off, first, last;
+    uint64_t off = s->cbytes_next, room = 0;
+    int64_t fresh = -1;
+    int err = 0;
     int ret = 0;
 
     g_assert(len > 0 && len < s->cluster_size);
-    if (s->cbytes_next + len > s->cbytes_end) {
-        ret = grow_arena(bs);
-        if (ret < 0) {
-            return ret;
+    if (off && get_refcount(bs, off >> s->cluster_bits, &err) ==
+               s->refcount_max) {
+        off = 0;
+    }
+    if (err < 0) {
+        return err;
+    }
+    if (off) {
+        room = s->cluster_size - qcow2_offset_into_cluster(s, off);
+    }
+    if (room < len) {
+        fresh = qcow2_alloc_clusters(bs, 1);    /* its reference: refcount 1 */
+        if (fresh < 0) {
+            return fresh;
+        }
+        if (!off || (uint64_t)fresh != off + room) {
+            off = fresh;
         }
     }
-    off = s->cbytes_next;
     if (off > s->coffset_mask) {
-        return -EFBIG;          /* an L2 entry could not say where */
+        ret = -EFBIG;           /* an L2 entry could not say where */
+    } else if (off != (uint64_t)fresh) {
+        /* The piece starts in the cluster the last one ended in. */
+        ret = update_refcounts(bs, off >> s->cluster_bits, 1, 1);
     }
-    first = off >> s->cluster_bits;
-    last = (off + len - 1) >> s->cluster_bits;
-    s->cbytes_refs++;
-    s->cbytes_next = off + len;
-    if (last != first) {
-        ret = leave_cluster(bs, first, s->cbytes_refs);
-        s->cbytes_refs = 1;
+    if (ret < 0) {
+        if (fresh >= 0) {
+            qcow2_free_unused_clusters(bs, fresh, 1);
+        }
+        return ret;
     }
-    if (ret == 0 && (s->cbytes_refs == credits(s) ||
-                     !qcow2_offset_into_cluster(s, s->cbytes_next))) {
-        /* Out of credits or of room: the next piece starts a cluster. */
-        ret = leave_cluster(bs, last, s->cbytes_refs);
-        s->cbytes_next = (last + 1) << s->cluster_bits;
-        s->cbytes_refs = 0;
-    }
-    return ret < 0 ? ret : (int64_t)off;
-}
-
-int qcow2_release_pool(BlockDriverState *bs)
-{
-    int ret = release_arena(bs);
-    int ret2 = release_pool(bs);
-
-    return ret < 0 ? ret : ret2;
+    s->cbytes_next = qcow2_offset_into_cluster(s, off + len) ? off + len : 0;
+    return off;
 }
 
 /* ---- freeing ----------------------------------------------------------- */
@@ -783,24 +662,26 @@ static int apply_free(BlockDriverState *bs, const Qcow2PendingFree *f)
     if (f->kind == QCOW2_FREE_REQUEST && s->pass_discard) {
         discard_in_file(bs, f);
     }
-    return update_refcounts(bs, f->cluster, f->nb, -1, true);
+    return update_refcounts(bs, f->cluster, f->nb, -1);
 }
 
 int qcow2_process_frees(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
-    GArray *batch;
+    GArray *batch = NULL;
     guint i;
     int ret;
 
     g_mutex_lock(&s->lock);
-    if (!s->pending_frees->len || s->broken) {
-        g_mutex_unlock(&s->lock);
-        return s->broken ? -EIO : 0;
+    ret = s->broken ? -EIO : qcow2_write_back(bs);
+    if (ret == 0 && s->pending_frees->len) {
+        batch = s->pending_frees;
+        s->pending_frees = g_array_new(false, false, sizeof(Qcow2PendingFree));
     }
-    batch = s->pending_frees;
-    s->pending_frees = g_array_new(false, false, sizeof(Qcow2PendingFree));
     g_mutex_unlock(&s->lock);
+    if (!batch) {
+        return ret;
+    }
 
     /* What removed the references is written: make it stable first. */
     ret = bdrv_flush(bs->file->bs);
@@ -816,6 +697,10 @@ int qcow2_process_frees(BlockDriverState *bs)
 
             ret = ret < 0 ? ret : r;
         }
+    }
+    /* Written, so that a crash from now on does not leak them. */
+    if (ret == 0) {
+        ret = qcow2_write_refcounts(bs, false);
     }
     g_mutex_unlock(&s->lock);
     g_array_free(batch, true);

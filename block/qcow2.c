@@ -307,6 +307,9 @@ static void qcow2_free_state(BDRVQcow2State *s)
     qcow2_cache_free(s->l2_cache);
     qcow2_cache_free(s->rb_cache);
     g_free(s->l1_table);
+    if (s->l1_dirty) {
+        g_hash_table_destroy(s->l1_dirty);
+    }
     g_free(s->refcount_table);
     if (s->pending_frees) {
         g_array_free(s->pending_frees, true);
@@ -409,6 +412,7 @@ static int qcow2_open(BlockDriverState *bs, const BlockdevOptions *opts,
     g_queue_init(&s->host_io);
     s->pending_frees = g_array_new(false, false, sizeof(Qcow2PendingFree));
     s->deflaters = g_async_queue_new_full(qcow2_deflater_free);
+    s->l1_dirty = g_hash_table_new(NULL, NULL);
 
     if (!bdrv_open_child(bs, o->file, "file", BDRV_CHILD_FILE, errp)) {
         goto fail;
@@ -497,14 +501,13 @@ fail:
     return ret;
 }
 
-/* Gives back the pool, then cuts the clusters nobody uses off the file. */
+/* Cuts the clusters nobody uses (the growth step ahead) off the file. */
 static void trim_file(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
     int64_t end;
 
     g_mutex_lock(&s->lock);
-    qcow2_release_pool(bs);
     end = qcow2_used_end(bs);
     g_mutex_unlock(&s->lock);
     if (end > 0 && end < bdrv_child_getlength(bs->file)) {
@@ -514,8 +517,8 @@ static void trim_file(BlockDriverState *bs)
 
 /*
  * The last writes of an image, at close or when it goes read-only: the
- * persistent bitmaps are stored, and, everything else being written
- * through, the frees and the pool settled.
+ * persistent bitmaps are stored, the caches written back, the frees
+ * applied and the file trimmed.
  */
 static void settle(BlockDriverState *bs)
 {
@@ -535,10 +538,6 @@ static void settle(BlockDriverState *bs)
     qcow2_process_frees(bs);
     if (s->grew_file) {
         trim_file(bs);
-    } else {
-        g_mutex_lock(&s->lock);
-        qcow2_release_pool(bs);
-        g_mutex_unlock(&s->lock);
     }
     bdrv_flush(bs->file->bs);
 }
@@ -658,10 +657,6 @@ out:
     return ret;
 }
 
-static int qcow2_flush(BlockDriverState *bs)
-{
-    return qcow2_process_frees(bs);
-}
 
 /* ---- queries ----------------------------------------------------------- */
 
@@ -779,13 +774,12 @@ static int shrink(BlockDriverState *bs, uint64_t old, uint64_t new,
         ret = qcow2_discard_clusters(bs, first, last - first, true,
                                      QCOW2_FREE_OTHER);
     }
-    if (ret == 0) {
-        ret = qcow2_shrink_l1(bs, new);
-    }
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to discard cropped clusters");
+        return ret;
     }
-    return ret;
+    qcow2_shrink_l1(bs, new);
+    return 0;
 }
 
 static int qcow2_truncate(BlockDriverState *bs, int64_t offset, Error **errp)
@@ -859,6 +853,6 @@ const BlockDriver bdrv_qcow2 = {
     .pwritev_compressed = qcow2_pwritev_compressed,
     .pwrite_zeroes = qcow2_pwrite_zeroes,
     .pdiscard = qcow2_pdiscard,
-    .flush = qcow2_flush,
+    .flush_to_os = qcow2_process_frees,
     .block_status = qcow2_block_status,
 };

@@ -3,11 +3,14 @@
  *
  * The design (layout, locking, write ordering, caches) is in
  * docs/devel/qcow2.md. In one paragraph: one mutex (s->lock) guards every
- * piece of metadata and is never held across guest data I/O; metadata is
- * written through to the file as it changes, ordered so that a crash at
- * any point leaves at worst leaked clusters; clusters are handed out from
- * a pool reserved (and flushed) ahead, and freed only after the
- * references to them were flushed away.
+ * piece of metadata and is never held across guest data I/O; refcounts,
+ * L2 and L1 entries change in memory and are written back at a flush in
+ * that order, with flushes between, so that nothing on disk points at
+ * what is not stable; new tables and header fields are written through
+ * after what they point at; clusters are allocated exactly, and freed
+ * only after the references to them were flushed away. A crash leaves
+ * the image as of the last flush plus, at worst, leaked clusters from
+ * changes in flight.
  *
  * All on-disk numbers are big-endian. They are converted when a structure
  * is loaded (the header, the L1, L2 and refcount tables) and when a field
@@ -172,9 +175,15 @@ static inline void qcow2_st64(void *p, uint64_t v)
  * Clusters of metadata (L2 tables, refcount blocks) by file offset, least
  * recently used evicted first. Entries are only touched under s->lock;
  * qcow2_cache_get() pins an entry until qcow2_cache_put(), so that loading
- * another one cannot evict it. Write-through: entries are never dirty.
+ * another one cannot evict it. Write-back: a change marks its bytes dirty,
+ * and only qcow2_cache_write_back() writes them; dirty entries are not
+ * evicted.
  */
 typedef struct Qcow2Cache Qcow2Cache;
+
+/* Writes bytes [lo, hi) of the entry at offset to the file. */
+typedef int Qcow2CacheWriter(BlockDriverState *bs, uint64_t offset,
+                             const void *data, size_t lo, size_t hi);
 
 Qcow2Cache *qcow2_cache_new(size_t entry_size, unsigned max_entries);
 void qcow2_cache_free(Qcow2Cache *c);
@@ -183,7 +192,18 @@ void *qcow2_cache_get(Qcow2Cache *c, uint64_t offset);
 /* Pins a new entry for offset (not cached yet); the caller fills it. */
 void *qcow2_cache_add(Qcow2Cache *c, uint64_t offset);
 void qcow2_cache_put(Qcow2Cache *c, void *data);
-/* Forgets offset (a table that was freed or failed to load). */
+/* Bytes [lo, hi) of a pinned entry changed: written at the next write-back. */
+void qcow2_cache_mark_dirty(Qcow2Cache *c, void *data, size_t lo, size_t hi);
+bool qcow2_cache_is_dirty(Qcow2Cache *c);
+/* So many entries are dirty that the cache should be written back. */
+bool qcow2_cache_crowded(Qcow2Cache *c);
+/*
+ * Writes every dirty entry with write(), oldest dirtied first: how many,
+ * or the first error (the entries not written stay dirty).
+ */
+int qcow2_cache_write_back(Qcow2Cache *c, BlockDriverState *bs,
+                           Qcow2CacheWriter *write);
+/* Forgets offset, dirty or not (a table that was unlinked, or failed to load). */
 void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset);
 
 /* ---- driver state ------------------------------------------------------ */
@@ -246,6 +266,7 @@ typedef struct BDRVQcow2State {
     bool broken;                /* corruption found: all I/O fails */
 
     uint64_t *l1_table;         /* host order */
+    GHashTable *l1_dirty;       /* indices + 1 changed since written */
     uint32_t l1_size;
     uint64_t l1_table_offset;
     uint64_t *refcount_table;   /* host order */
@@ -262,15 +283,13 @@ typedef struct BDRVQcow2State {
      */
     uint64_t fresh_from;
     bool grew_file;                     /* the file is longer than at open */
-    uint64_t pool_start, pool_end;      /* reserved clusters, refcount 1 */
-    uint64_t pool_grow;                 /* size of the next reservation */
+    bool refcounts_unflushed;   /* refcount blocks written since a flush */
     /*
-     * Compressed data is packed byte after byte into the arena, clusters
-     * whose refcounts were raised ahead (qcow2-refcount.c): bytes
-     * [cbytes_next, cbytes_end) are free, and cbytes_refs compressed
-     * clusters lie in the host cluster of cbytes_next.
+     * Compressed data is packed byte after byte (qcow2-refcount.c): the
+     * next piece goes at cbytes_next, in the cluster the last one ended
+     * in (0: a new cluster).
      */
-    uint64_t cbytes_next, cbytes_end, cbytes_refs;
+    uint64_t cbytes_next;
     GArray *pending_frees;              /* Qcow2PendingFree */
     GQueue inflight_allocs;             /* Qcow2InflightAlloc */
     GQueue host_io;                     /* Qcow2HostIO */
@@ -344,15 +363,22 @@ int qcow2_get_l2(BlockDriverState *bs, uint64_t l1_index, uint64_t **l2);
 int qcow2_get_l2_for_write(BlockDriverState *bs, uint64_t l1_index,
                            uint64_t **l2);
 /*
- * Stores entries[0 .. nb) at index first of l2, the table at L1 index
- * l1_index: in the file, then (if that worked) in the cache.
+ * Stores entries[0 .. nb) at index first of l2 (pinned, writable): in the
+ * cache, written back at the next flush.
  */
-int qcow2_write_l2_entries(BlockDriverState *bs, uint64_t l1_index,
-                           uint64_t *l2, uint64_t first, uint64_t nb,
-                           const uint64_t *entries);
+void qcow2_set_l2_entries(BlockDriverState *bs, uint64_t *l2, uint64_t first,
+                          uint64_t nb, const uint64_t *entries);
+/*
+ * Writes the metadata kept in memory back, in its order: the refcount
+ * blocks, a flush if tables follow, the L2 tables (which may point at
+ * clusters whose refcounts were just raised), a flush if L1 entries
+ * follow, the L1 entries (which may point at new L2 tables). Nothing is
+ * flushed after.
+ */
+int qcow2_write_back(BlockDriverState *bs);
 int qcow2_grow_l1(BlockDriverState *bs, uint32_t new_size);
 /* Frees the L2 tables wholly past virtual size new_size (shrink). */
-int qcow2_shrink_l1(BlockDriverState *bs, uint64_t new_size);
+void qcow2_shrink_l1(BlockDriverState *bs, uint64_t new_size);
 /*
  * Changes the entries of guest clusters [first, first + nb) for
  * write-zeroes (zero flag; unmap frees) or discard (zero flag on v3 with
@@ -389,16 +415,23 @@ void qcow2_rb_set(int refcount_order, uint8_t *rb, uint64_t i, uint64_t v);
 int qcow2_load_refcount_table(BlockDriverState *bs, Error **errp);
 /*
  * Allocates nb contiguous host clusters with refcount 1 and returns the
- * offset of the first, or -errno. Their refcounts are on stable storage
- * before this returns, so the caller may point metadata at them.
+ * offset of the first, or -errno. The refcounts change in the cache:
+ * before anything on disk points at the clusters, they must be written
+ * and flushed (qcow2_write_refcounts(); qcow2_write_back() does it).
  */
 int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t nb);
 /*
  * Space for len bytes (less than a cluster) of compressed data, packed
  * after the last: the host byte offset, or -errno. Each host cluster the
- * bytes touch holds one more reference, already on stable storage.
+ * bytes touch holds one more reference (in the cache, as above).
  */
 int64_t qcow2_alloc_bytes(BlockDriverState *bs, uint64_t len);
+/*
+ * Writes the refcount blocks changed since their last write; flush: then
+ * flushes the file if a block was written since the last such flush, so
+ * that what is written next may point at any cluster they count.
+ */
+int qcow2_write_refcounts(BlockDriverState *bs, bool flush);
 /* Frees clusters that nothing references yet (a failed allocation). */
 int qcow2_free_unused_clusters(BlockDriverState *bs, uint64_t offset,
                                uint64_t nb);
@@ -410,24 +443,16 @@ int qcow2_free_unused_clusters(BlockDriverState *bs, uint64_t offset,
 void qcow2_free_clusters_later(BlockDriverState *bs, uint64_t offset,
                                uint64_t nb, Qcow2FreeKind kind);
 /*
- * Flushes the file, then applies the frees queued before (lock NOT held).
- * Clusters that requests are still reading or writing wait for the next
- * time.
+ * The driver's flush (lock NOT held): writes the caches back, flushes the
+ * file, then applies the frees queued before and writes the lowered
+ * refcounts (not flushed: losing them only leaks). Clusters that requests
+ * are still reading or writing wait for the next time.
  */
 int qcow2_process_frees(BlockDriverState *bs);
 /* Whether enough frees wait that a request should process them. */
 bool qcow2_frees_pending_too_long(BDRVQcow2State *s);
-/* Whether clusters from offset on were never written since last free. */
-bool qcow2_is_fresh(BDRVQcow2State *s, uint64_t offset);
-/*
- * Gives back the reserved clusters nothing uses and the references the
- * arena holds ahead (close, shrink).
- */
-int qcow2_release_pool(BlockDriverState *bs);
 /* The end of the last cluster in use, for trimming the file. */
 int64_t qcow2_used_end(BlockDriverState *bs);
-/* Makes the file at least end bytes long. */
-int qcow2_ensure_file_length(BlockDriverState *bs, uint64_t end);
 
 /* ---- qcow2-bitmap.c: persistent dirty bitmaps (main thread) ------------ */
 
