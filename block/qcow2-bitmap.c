@@ -7,11 +7,14 @@
  * is open read-write every stored bitmap is marked in use in the image,
  * so that after a crash the next open finds it inconsistent.
  *
- * Nothing is rewritten in place: data, tables and directory go to new
- * clusters, are flushed, the header extension is switched to them in one
- * write, and only then the old clusters are freed (after the next flush).
- * A crash at any point leaves the old bitmaps or the new ones, and at
- * worst leaked clusters.
+ * Marking them in use only changes flags: the directory is rewritten in
+ * place, as QEMU does, with the autoclear bit cleared meanwhile (a crash
+ * then leaves bitmaps the next open ignores, never a torn directory it
+ * trusts). Every other change writes data, tables and directory to new
+ * clusters, flushes them with their refcounts, switches the header
+ * extension to them in one write, and only then frees the old clusters
+ * (after a flush). A crash at any point leaves the old bitmaps or the new
+ * ones, and at worst leaked clusters.
  *
  * Main thread only. Allocating and freeing clusters and writing the header
  * take s->lock, which the request paths share.
@@ -562,6 +565,34 @@ static int write_bitmap(BlockDriverState *bs, BitmapEntry *e, Error **errp)
     return ret;
 }
 
+/* The directory of list, on-disk form: *size bytes, g_free() it. */
+static uint8_t *build_directory(GPtrArray *list, uint64_t *size)
+{
+    uint8_t *dir;
+    uint64_t off = 0;
+    guint i;
+
+    *size = 0;
+    for (i = 0; i < list->len; i++) {
+        *size += entry_size(strlen(((BitmapEntry *)list->pdata[i])->name));
+    }
+    dir = g_malloc0(*size);
+    for (i = 0; i < list->len; i++) {
+        const BitmapEntry *e = g_ptr_array_index(list, i);
+        size_t name_size = strlen(e->name);
+
+        qcow2_st64(dir + off, e->table_offset);
+        qcow2_st32(dir + off + 8, e->table_size);
+        qcow2_st32(dir + off + 12, e->flags);
+        dir[off + 16] = TYPE_DIRTY_TRACKING;
+        dir[off + 17] = e->granularity_bits;
+        qcow2_st16(dir + off + 18, name_size);
+        memcpy(dir + off + DIR_ENTRY_HEADER, e->name, name_size);
+        off += entry_size(name_size);
+    }
+    return dir;
+}
+
 /*
  * Makes list the image's directory: written to new clusters, flushed with
  * everything written before it and the refcounts of it all, then the
@@ -574,33 +605,15 @@ static int switch_directory(BlockDriverState *bs, GPtrArray *list)
     uint64_t old_offset = s->bitmap_directory_offset;
     uint64_t old_size = s->bitmap_directory_size;
     uint32_t old_nb = s->nb_bitmaps;
-    g_autofree uint8_t *dir = NULL;
-    uint64_t size = 0, off = 0;
+    uint64_t size;
+    g_autofree uint8_t *dir = build_directory(list, &size);
     int64_t at = 0;
-    guint i;
     int ret = 0;
 
-    for (i = 0; i < list->len; i++) {
-        size += entry_size(strlen(((BitmapEntry *)list->pdata[i])->name));
-    }
     if (list->len > QCOW2_MAX_BITMAPS || size > MAX_DIRECTORY_SIZE) {
         return -EINVAL;
     }
     if (list->len) {
-        dir = g_malloc0(size);
-        for (i = 0; i < list->len; i++) {
-            const BitmapEntry *e = g_ptr_array_index(list, i);
-            size_t name_size = strlen(e->name);
-
-            qcow2_st64(dir + off, e->table_offset);
-            qcow2_st32(dir + off + 8, e->table_size);
-            qcow2_st32(dir + off + 12, e->flags);
-            dir[off + 16] = TYPE_DIRTY_TRACKING;
-            dir[off + 17] = e->granularity_bits;
-            qcow2_st16(dir + off + 18, name_size);
-            memcpy(dir + off + DIR_ENTRY_HEADER, e->name, name_size);
-            off += entry_size(name_size);
-        }
         g_mutex_lock(&s->lock);
         at = qcow2_alloc_clusters(bs, qcow2_size_to_clusters(s, size));
         g_mutex_unlock(&s->lock);
@@ -632,6 +645,53 @@ static int switch_directory(BlockDriverState *bs, GPtrArray *list)
         qcow2_free_unused_clusters(bs, at, qcow2_size_to_clusters(s, size));
         g_mutex_unlock(&s->lock);
     }
+    return ret;
+}
+
+/* Stores the autoclear bits as s has them, flushed. Under s->lock. */
+static int store_autoclear(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = qcow2_header_store(bs, offsetof(Qcow2Header, autoclear_features),
+                                 s->autoclear_features, 8);
+
+    return ret < 0 ? ret : bdrv_flush(bs->file->bs);
+}
+
+/*
+ * Rewrites the directory where it is with the flags of list (the same
+ * entries otherwise), as QEMU marks bitmaps in use: the autoclear bit is
+ * cleared around the write, so that a crash meanwhile leaves the bitmaps
+ * stale (ignored at the next open), not a directory half written. Should
+ * it fail with the bit cleared, the image's bitmaps are stale from then
+ * on, as if another program had written the image.
+ */
+static int rewrite_directory_in_place(BlockDriverState *bs, GPtrArray *list)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t size;
+    g_autofree uint8_t *dir = build_directory(list, &size);
+    int ret;
+
+    g_assert(size == s->bitmap_directory_size);
+    g_mutex_lock(&s->lock);
+    s->autoclear_features &= ~QCOW2_AUTOCLEAR_BITMAPS;
+    ret = store_autoclear(bs);
+    if (ret == 0) {
+        ret = bdrv_pwrite(bs->file, s->bitmap_directory_offset, size, dir, 0);
+    }
+    if (ret == 0) {
+        ret = bdrv_flush(bs->file->bs);
+    }
+    if (ret == 0) {
+        s->autoclear_features |= QCOW2_AUTOCLEAR_BITMAPS;
+        ret = store_autoclear(bs);
+    }
+    if (ret < 0) {
+        s->autoclear_features &= ~QCOW2_AUTOCLEAR_BITMAPS;
+        s->nb_bitmaps = 0;
+    }
+    g_mutex_unlock(&s->lock);
     return ret;
 }
 
@@ -700,7 +760,7 @@ int qcow2_load_bitmaps(BlockDriverState *bs, Error **errp)
         bdrv_dirty_bitmap_set_readonly(bm, bs->read_only);
     }
     if (mark && !bs->read_only) {
-        ret = switch_directory(bs, list);
+        ret = rewrite_directory_in_place(bs, list);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Can't update bitmap directory");
             goto fail;
@@ -871,6 +931,8 @@ bool qcow2_remove_persistent_bitmap(BlockDriverState *bs, const char *name,
         return false;
     }
     free_table(bs, table_offset, table_size, true);
+    /* Freed now, as QEMU frees them, so that a crash does not leak them. */
+    qcow2_process_frees(bs);
     return true;
 }
 
@@ -949,6 +1011,7 @@ int qcow2_bitmaps_set_writable(BlockDriverState *bs, Error **errp)
     g_autoptr(GPtrArray) bitmaps = bdrv_dirty_bitmap_list(bs);
     g_autoptr(GPtrArray) list = NULL;
     g_autoptr(GPtrArray) marked = g_ptr_array_new();
+    bool mark = false;
     guint i;
     int ret;
 
@@ -970,11 +1033,12 @@ int qcow2_bitmaps_set_writable(BlockDriverState *bs, Error **errp)
     for (i = 0; i < marked->len; i++) {
         BitmapEntry *e = find_entry(list, bdrv_dirty_bitmap_name(marked->pdata[i]));
 
-        if (e) {
+        if (e && !(e->flags & FLAG_IN_USE)) {
             e->flags |= FLAG_IN_USE;
+            mark = true;
         }
     }
-    ret = switch_directory(bs, list);
+    ret = mark ? rewrite_directory_in_place(bs, list) : 0;
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Can't update bitmap directory");
         return ret;
