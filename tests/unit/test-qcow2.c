@@ -1540,41 +1540,98 @@ static void test_set_writable(void)
 
 /* ---- crashes ----------------------------------------------------------- */
 
-/* In a child process: writes until killed. */
-static int crash_child(const char *image)
+/* One request of the crash tests: data, compressed, zeroes, discard, flush. */
+static void random_request(BlockBackend *blk, GRand *r, uint8_t *buf)
+{
+    int64_t len = g_rand_int_range(r, 1, 8 * KiB);
+    int64_t off = g_rand_int_range(r, 0, 32 * MiB - len);
+
+    memset(buf, g_rand_int(r), len);
+    switch (g_rand_int_range(r, 0, 9)) {
+    case 0:
+        blk_pdiscard(blk, off, len * 64);
+        break;
+    case 1:
+        blk_pwrite_zeroes(blk, off, len * 16, BDRV_REQ_MAY_UNMAP);
+        break;
+    case 2:
+        blk_flush(blk);
+        break;
+    case 3:
+        /* Whole clusters (512 bytes), packed; -EIO where data is. */
+        blk_pwrite(blk, off & ~511, 1024, buf, BDRV_REQ_WRITE_COMPRESSED);
+        break;
+    default:
+        blk_pwrite(blk, off, len, buf, 0);
+    }
+}
+
+/* Where the flushed child's last write goes, and its pattern. */
+#define LAST_WRITE_OFFSET   (5 * MiB + 100)
+#define LAST_WRITE_BYTES    7000
+#define LAST_WRITE_PATTERN  0xa5
+
+/*
+ * In a child process: with requests < 0, requests until killed; else that
+ * many, a last write and a flush, then a line on stdout for the parent,
+ * and it waits to be killed.
+ */
+static G_GNUC_NORETURN void crash_child(const char *image, int requests)
 {
     BlockDriverState *bs;
     BlockBackend *blk;
-    g_autofree uint8_t *buf = g_malloc(8 * KiB);
+    uint8_t *buf = g_malloc(8 * KiB);     /* the child only ends killed */
     GRand *r = g_rand_new();
+    int i;
 
     tmpdir = g_path_get_dirname(image);
     bs = open_qcow2(image + strlen(tmpdir) + 1, false, NULL, &error_abort);
     blk = attach(bs, true);
-    for (;;) {
-        int64_t len = g_rand_int_range(r, 1, 8 * KiB);
-        int64_t off = g_rand_int_range(r, 0, 32 * MiB - len);
-
-        memset(buf, g_rand_int(r), len);
-        switch (g_rand_int_range(r, 0, 9)) {
-        case 0:
-            blk_pdiscard(blk, off, len * 64);
-            break;
-        case 1:
-            blk_pwrite_zeroes(blk, off, len * 16, BDRV_REQ_MAY_UNMAP);
-            break;
-        case 2:
-            blk_flush(blk);
-            break;
-        case 3:
-            /* Whole clusters (512 bytes), packed; -EIO where data is. */
-            blk_pwrite(blk, off & ~511, 1024, buf, BDRV_REQ_WRITE_COMPRESSED);
-            break;
-        default:
-            blk_pwrite(blk, off, len, buf, 0);
-        }
+    for (i = 0; requests < 0 || i < requests; i++) {
+        random_request(blk, r, buf);
     }
-    return 0;
+    memset(buf, LAST_WRITE_PATTERN, LAST_WRITE_BYTES);
+    g_assert_cmpint(blk_pwrite(blk, LAST_WRITE_OFFSET, LAST_WRITE_BYTES, buf,
+                               0), ==, 0);
+    g_assert_cmpint(blk_flush(blk), ==, 0);
+    printf("flushed\n");
+    fflush(stdout);
+    for (;;) {
+        pause();
+    }
+}
+
+/* Starts this program as crash_child(image, requests); its stdout is *out. */
+static pid_t start_crash_child(const char *image, int requests, int *out)
+{
+    g_autofree char *n = g_strdup_printf("%d", requests);
+    const char *argv[] = { "/proc/self/exe", NULL };
+    g_auto(GStrv) env = g_environ_setenv(g_get_environ(), "QCOW2_CRASH_CHILD",
+                                         image, true);
+    int fds[2];
+    pid_t pid;
+
+    env = g_environ_setenv(env, "QCOW2_CRASH_REQUESTS", n, true);
+    g_assert_cmpint(pipe(fds), ==, 0);
+    pid = fork();
+    if (pid == 0) {
+        /* Nothing but async-signal-safe calls between fork and exec. */
+        dup2(fds[1], STDOUT_FILENO);
+        execve(argv[0], (char **)argv, env);
+        _exit(127);
+    }
+    close(fds[1]);
+    *out = fds[0];
+    return pid;
+}
+
+static void kill_child(pid_t pid)
+{
+    int status;
+
+    kill(pid, SIGKILL);
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFSIGNALED(status));
 }
 
 static void test_kill_leaves_no_corruption(void)
@@ -1588,22 +1645,16 @@ static void test_kill_leaves_no_corruption(void)
     SH_OK("qemu-img create -q -f qcow2 -o cluster_size=512 crash.qcow2 32M");
     for (round = 0; round < 6; round++) {
         g_autofree char *out = NULL;
-        const char *argv[] = { "/proc/self/exe", NULL };
-        g_auto(GStrv) env = g_environ_setenv(g_get_environ(),
-                                             "QCOW2_CRASH_CHILD", image, true);
-        pid_t pid = fork();
-        int status;
+        int fd, status;
+        pid_t pid = start_crash_child(image, -1, &fd);
 
-        if (pid == 0) {
-            /* Nothing but async-signal-safe calls between fork and exec. */
-            execve(argv[0], (char **)argv, env);
-            _exit(127);
-        }
         g_usleep(g_test_rand_int_range(50, 400) * 1000);
-        kill(pid, SIGKILL);
-        g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
-        g_assert_true(WIFSIGNALED(status));
-        /* 0: clean; 3: leaked clusters only. Never corruption (2). */
+        kill_child(pid);
+        close(fd);
+        /*
+         * 0: clean; 3: leaked clusters only, of allocations in flight.
+         * Never corruption (2).
+         */
         status = sh(&out, "qemu-img check crash.qcow2");
         if (status != 0 && status != 3) {
             g_error("after kill -9: %s", out);
@@ -1615,13 +1666,46 @@ static void test_kill_leaves_no_corruption(void)
     assert_reads_like_qemu("crash.qcow2", NULL);
 }
 
+/*
+ * kill -9 once a flush is done leaves the image exactly right: no leaked
+ * cluster, what was written before the flush there (the caches were
+ * written back in order, refcounts first, and the frees applied).
+ */
+static void test_kill_after_flush_leaves_clean_image(void)
+{
+    g_autofree char *image = path_of("flushed.qcow2");
+    int round;
+
+    if (!block_test_have_qemu_tools()) {
+        return;
+    }
+    SH_OK("qemu-img create -q -f qcow2 -o cluster_size=512 flushed.qcow2 32M");
+    for (round = 0; round < 6; round++) {
+        g_autofree char *out = NULL;
+        char line[16] = "";
+        int fd;
+        pid_t pid = start_crash_child(image, round * 100, &fd);
+
+        g_assert_cmpint(read(fd, line, sizeof(line) - 1), >, 0);
+        g_assert_cmpstr(line, ==, "flushed\n");
+        kill_child(pid);
+        close(fd);
+        if (sh(&out, "qemu-img check flushed.qcow2") != 0) {
+            g_error("after a flush and kill -9: %s", out);
+        }
+        SH_OK("qemu-io -c 'read -P %d %" G_GINT64_FORMAT " %d' flushed.qcow2",
+              LAST_WRITE_PATTERN, LAST_WRITE_OFFSET, LAST_WRITE_BYTES);
+    }
+    assert_reads_like_qemu("flushed.qcow2", NULL);
+}
+
 int main(int argc, char **argv)
 {
     const char *crash_image = g_getenv("QCOW2_CRASH_CHILD");
 
     main_loop_init();
     if (crash_image) {
-        return crash_child(crash_image);
+        crash_child(crash_image, atoi(g_getenv("QCOW2_CRASH_REQUESTS")));
     }
     g_test_init(&argc, &argv, NULL);
     tmpdir = g_dir_make_tmp("blkd-test-qcow2-XXXXXX", NULL);
@@ -1678,5 +1762,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/header/set-writable", test_set_writable);
     g_test_add_func("/qcow2/crash/kill-leaves-no-corruption",
                     test_kill_leaves_no_corruption);
+    g_test_add_func("/qcow2/crash/kill-after-flush-leaves-clean-image",
+                    test_kill_after_flush_leaves_clean_image);
     return qcow2_test_run();
 }
