@@ -90,12 +90,24 @@ BlockDriverState *bdrv_file_bs(const BlockDriverState *bs)
     return bs->file ? bs->file->bs : NULL;
 }
 
+/*
+ * The driver's length in whole 512-byte sectors: QEMU counts a node's
+ * length so (total_sectors), and exports, queries and bitmaps show it.
+ * Drivers read what lies past their end as zeroes.
+ */
+static int64_t driver_length(BlockDriverState *bs)
+{
+    int64_t len = bs->drv->getlength(bs);
+
+    return len < 0 ? len : (len + BDRV_SECTOR_SIZE - 1) & -BDRV_SECTOR_SIZE;
+}
+
 int64_t bdrv_getlength(BlockDriverState *bs)
 {
     /* During its open (a filter making its bitmaps), the driver knows it. */
     int64_t len = node_length(bs);
 
-    return len >= 0 ? len : bs->drv->getlength(bs);
+    return len >= 0 ? len : driver_length(bs);
 }
 
 int64_t bdrv_get_cluster_size(BlockDriverState *bs)
@@ -397,7 +409,7 @@ static BlockDriverState *bdrv_new(const BlockDriver *drv,
 /* The driver opened bs: its length is known, and it joins the list. */
 static bool bdrv_opened(BlockDriverState *bs, Error **errp)
 {
-    int64_t len = bs->drv->getlength(bs);
+    int64_t len = driver_length(bs);
 
     if (len < 0) {
         error_setg_errno(errp, -len, "Could not get the size of '%s'",
@@ -664,7 +676,7 @@ bool bdrv_truncate_for(BlockDriverState *bs, int64_t size,
     }
     bdrv_drain_all_begin();
     ret = bs->drv->truncate(bs, size, errp);
-    len = ret < 0 ? -1 : bs->drv->getlength(bs);
+    len = ret < 0 ? -1 : driver_length(bs);
     if (len >= 0) {
         set_node_length(bs, len);
         bdrv_dirty_bitmaps_truncate(bs, len);
@@ -702,7 +714,7 @@ int bdrv_child_truncate(BdrvChild *child, int64_t size, Error **errp)
     if (ret < 0) {
         return ret;
     }
-    len = bs->drv->getlength(bs);
+    len = driver_length(bs);
     if (len < 0) {
         error_setg_errno(errp, -len, "Could not refresh the size of '%s'",
                          bs->node_name);

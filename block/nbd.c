@@ -403,7 +403,12 @@ static int64_t nbd_getlength(BlockDriverState *bs)
 static int nbd_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
                       void *buf, BdrvRequestFlags flags)
 {
-    return nbd_request(bs->opaque, NBD_CMD_READ, 0, offset, bytes, buf, NULL);
+    BDRVNBDState *s = bs->opaque;
+    /* The node ends on a whole sector: past the export's end reads zeroes. */
+    int64_t n = MIN(bytes, MAX((int64_t)s->size - offset, 0));
+
+    memset((uint8_t *)buf + n, 0, bytes - n);
+    return n ? nbd_request(s, NBD_CMD_READ, 0, offset, n, buf, NULL) : 0;
 }
 
 static int nbd_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,

@@ -42,6 +42,12 @@ static int raw_open(BlockDriverState *bs, const BlockdevOptions *opts,
                    s->size >= 0 ? s->size : 0, file_len);
         return -EINVAL;
     }
+    /* The node's length is whole sectors: it must not reach past the window. */
+    if (o->has_size && s->size % BDRV_SECTOR_SIZE) {
+        error_setg(errp, "Specified size is not multiple of %d",
+                   BDRV_SECTOR_SIZE);
+        return -EINVAL;
+    }
     return 0;
 }
 

@@ -20,6 +20,9 @@
 
 #include "qapi/error.h"
 
+/* Node lengths are whole sectors of this size. */
+#define BDRV_SECTOR_SIZE 512
+
 typedef struct BlockDriverState BlockDriverState;
 typedef struct BdrvChild BdrvChild;
 typedef struct BlockdevOptions BlockdevOptions;
@@ -93,7 +96,10 @@ const char *bdrv_get_format_name(const BlockDriverState *bs);
 bool bdrv_is_read_only(const BlockDriverState *bs);
 BlockDriverState *bdrv_backing_bs(const BlockDriverState *bs);
 BlockDriverState *bdrv_file_bs(const BlockDriverState *bs);
-/* Length in bytes, or a negative errno. */
+/*
+ * Length in bytes, or a negative errno: a multiple of BDRV_SECTOR_SIZE,
+ * the driver's length rounded up, as QEMU's.
+ */
 int64_t bdrv_getlength(BlockDriverState *bs);
 /* Cluster size of a format node, 0 if it has none. */
 int64_t bdrv_get_cluster_size(BlockDriverState *bs);

@@ -330,6 +330,37 @@ class NbdQmpTest(iotests.DaemonTestCase):
                 h.shutdown()
                 e.daemon.stop()
 
+    def test_unaligned_image_in_whole_sectors(self):
+        """A file of 1000000 bytes is a node of 1000448, whole 512-byte
+        sectors as QEMU counts them: the export's size and the nodes'
+        virtual-size; the tail past the file reads zeroes, and a write
+        there grows the file. A raw window must be whole sectors."""
+        nbdhelpers.require_libnbd()
+        seen = []
+        for binary in self.binaries():
+            img = os.path.join(self.tmp, 'odd-%s.raw' % os.path.basename(binary))
+            with open(img, 'wb') as f:
+                f.truncate(1000000)
+            e = ExportedImage(self, binary, img)
+            h = e.connect()
+            got = [h.get_size(), h.pread(512, 999936) == bytes(512)]
+            h.pwrite(b'\x5a' * 512, 999936)
+            got.append(h.pread(512, 999936) == b'\x5a' * 512)
+            h.shutdown()
+            got.append(sorted((n['node-name'], n['image']['virtual-size'])
+                              for n in e.qmp.command('query-named-block-nodes')))
+            got.append(summarize(e.qmp.cmd('blockdev-add', driver='raw',
+                                           node_name='w', file='disk-file',
+                                           size=1000)))
+            e.daemon.stop()
+            got.append(os.path.getsize(img))
+            seen.append(got)
+        for got in seen:
+            self.assertEqual(got, [1000448, True, True,
+                                   [('disk', 1000448), ('disk-file', 1000448)],
+                                   (GE, 'Specified size is not multiple of 512'),
+                                   1000448])
+
     def test_tcp_server(self):
         nbdhelpers.require_libnbd()
         for binary in self.binaries():
