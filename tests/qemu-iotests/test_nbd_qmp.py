@@ -12,6 +12,7 @@ asserted on both, so BLKD=qemu-storage-daemon validates them.
 import json
 import os
 import socket
+import subprocess
 import time
 import unittest
 
@@ -360,6 +361,57 @@ class NbdQmpTest(iotests.DaemonTestCase):
                                    [('disk', 1000448), ('disk-file', 1000448)],
                                    (GE, 'Specified size is not multiple of 512'),
                                    1000448])
+
+    def test_nbd_client_of_an_unaligned_server(self):
+        """The nbd driver over a server whose export is 1000000 bytes
+        (nbdkit's memory plugin): the node has whole sectors, 1000448
+        bytes; a read across the server's end gets the server's bytes,
+        then zeroes; a write there is the server's to refuse."""
+        nbdhelpers.require_libnbd()
+        nbdkit = iotests.skip_if_missing('nbdkit')
+        import nbd
+        seen = []
+        for binary in self.binaries():
+            ksock = os.path.join(self.tmp, 'kit-%s.sock' % os.path.basename(binary))
+            kit = subprocess.Popen([nbdkit, '-f', '-U', ksock, 'memory',
+                                    'size=1000000'], stderr=subprocess.DEVNULL)
+            self.addCleanup(kit.wait)
+            self.addCleanup(kit.kill)
+            h = nbd.NBD()
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    h.connect_unix(ksock)
+                    break
+                except nbd.Error:
+                    self.assertLess(time.monotonic(), deadline, 'nbdkit not up')
+                    time.sleep(0.05)
+                    h = nbd.NBD()
+            h.pwrite(b'\x5a' * 64, 999936)
+            h.shutdown()
+            sock = os.path.join(self.tmp, 'odd-%s.sock' % os.path.basename(binary))
+            d = self.start_daemon(
+                binary, '--blockdev', 'driver=nbd,node-name=n,server.type=unix,'
+                'server.path=%s' % ksock,
+                '--nbd-server', 'addr.type=unix,addr.path=' + sock,
+                '--export', 'type=nbd,id=e,node-name=n,name=n,writable=on')
+            qmp = d.qmp(negotiate=True)
+            c = nbd.NBD()
+            c.connect_uri(uri(sock, 'n'))
+            got = [c.get_size(), c.pread(512, 999936) == b'\x5a' * 64 + bytes(448),
+                   [x['image']['virtual-size']
+                    for x in qmp.command('query-named-block-nodes')]]
+            try:
+                c.pwrite(b'\x11' * 512, 999936)
+                got.append('written')
+            except nbd.Error as e:
+                got.append(e.errno)
+            c.shutdown()
+            d.stop()
+            seen.append(got)
+        self.assertEqual(seen[0][:3], [1000448, True, [1000448]])
+        for got in seen[1:]:
+            self.assertEqual(got, seen[0])
 
     def test_tcp_server(self):
         nbdhelpers.require_libnbd()
