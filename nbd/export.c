@@ -95,6 +95,24 @@ void nbd_client_finished(NbdClient *client)
 
 /* ---- exports ------------------------------------------------------------ */
 
+/*
+ * Whether clients are still connected to exp. One that has hung up is
+ * not, though its threads may not have ended yet: a program that
+ * disconnects and then deletes the export must not race the server.
+ */
+static bool export_has_connections(NbdExport *exp)
+{
+    bool connected = false;
+    GList *l;
+
+    g_mutex_lock(&nbd_exports_lock);
+    for (l = exp->clients; l && !connected; l = l->next) {
+        connected = !nbd_client_hung_up(l->data);
+    }
+    g_mutex_unlock(&nbd_exports_lock);
+    return connected;
+}
+
 static NbdExport *export_find_id(const char *id)
 {
     GList *l;
@@ -366,7 +384,6 @@ bool qmp_block_export_del(const char *id, bool has_mode,
                           BlockExportRemoveMode mode, Error **errp)
 {
     NbdExport *exp = export_find_id(id);
-    int refcount;
 
     if (!exp) {
         error_setg(errp, "Export '%s' is not found", id);
@@ -379,10 +396,7 @@ bool qmp_block_export_del(const char *id, bool has_mode,
     if (!has_mode) {
         mode = BLOCK_EXPORT_REMOVE_MODE_SAFE;
     }
-    g_mutex_lock(&nbd_exports_lock);
-    refcount = exp->refcount;
-    g_mutex_unlock(&nbd_exports_lock);
-    if (mode == BLOCK_EXPORT_REMOVE_MODE_SAFE && refcount > 1) {
+    if (mode == BLOCK_EXPORT_REMOVE_MODE_SAFE && export_has_connections(exp)) {
         /* QEMU's hint, not sent over QMP: Use mode='hard' to force... */
         error_setg(errp, "export '%s' still in use", exp->id);
         return false;

@@ -99,6 +99,12 @@ NbdExport *nbd_client_export_locked(const NbdClient *client);
  * until nbd_client_free().
  */
 void nbd_client_close(NbdClient *client);
+/*
+ * Whether the connection is over though the client's threads may not
+ * have noticed yet: the peer hung up, or it was broken here. Any thread,
+ * until nbd_client_free().
+ */
+bool nbd_client_hung_up(const NbdClient *client);
 /* Waits for the client's threads to end (after close or on their own). */
 void nbd_client_join(NbdClient *client);
 /* Frees a joined client (not its export). */

@@ -26,6 +26,7 @@
  * are checked (size, bounds, flags, read-only), once, in the reader.
  */
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -803,6 +804,14 @@ NbdExport *nbd_client_export_locked(const NbdClient *client)
 void nbd_client_close(NbdClient *client)
 {
     shutdown(client->fd, SHUT_RDWR);
+}
+
+bool nbd_client_hung_up(const NbdClient *c)
+{
+    struct pollfd pfd = { .fd = c->fd, .events = POLLRDHUP };
+
+    return poll(&pfd, 1, 0) == 1 &&
+           (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
 void nbd_client_join(NbdClient *c)

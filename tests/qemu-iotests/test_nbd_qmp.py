@@ -240,6 +240,26 @@ class NbdQmpTest(iotests.DaemonTestCase):
             e.qmp.wait_event('BLOCK_EXPORT_DELETED')
             e.daemon.stop()
 
+    def test_export_del_right_after_client_left(self):
+        """blkd: a client that has hung up is no connection any more, even
+        before the server's threads noticed, so block-export-del that
+        comes right after it succeeds (qsd races: see above)."""
+        nbdhelpers.require_libnbd()
+        e = ExportedImage(self, self.blkd, self.img)
+        for i in range(20):
+            if i:
+                e.qmp.command('block-export-add', type='nbd', id='e0',
+                              node_name='disk', name='disk', writable=True)
+            h = e.connect()
+            self.assertEqual(h.pread(512, 0), b'\0' * 512)
+            self.assertQmpError(e.qmp.cmd('block-export-del', id='e0'), GE,
+                                "export 'e0' still in use")
+            h.shutdown()
+            del h
+            self.assertQmpSuccess(e.qmp.cmd('block-export-del', id='e0'))
+            e.qmp.wait_event('BLOCK_EXPORT_DELETED')
+        e.daemon.stop()
+
     def test_export_del_hard_disconnects_client(self):
         nbdhelpers.require_libnbd()
         for binary in self.binaries():
