@@ -309,6 +309,26 @@ static const BlockJobDriver commit_driver = {
 
 /* ---- creation: the main thread ------------------------------------------- */
 
+bool commit_block_intermediates(BlockJob *job, BlockDriverState *from,
+                                BlockDriverState *base, uint64_t shared,
+                                BlockBackend **from_blk, Error **errp)
+{
+    BlockDriverState *iter;
+
+    for (iter = from; iter != base; iter = bdrv_filter_or_cow_bs(iter)) {
+        BlockBackend *blk = block_job_add_bdrv(job, "intermediate node", iter,
+                                               0, shared, errp);
+
+        if (!blk) {
+            return false;
+        }
+        if (iter == from && from_blk) {
+            *from_blk = blk;
+        }
+    }
+    return true;
+}
+
 BlockJob *commit_start(const char *job_id, BlockDriverState *bs,
                        BlockDriverState *base, BlockDriverState *top,
                        int flags, int64_t speed, BlockdevOnError on_error,
@@ -318,7 +338,6 @@ BlockJob *commit_start(const char *job_id, BlockDriverState *bs,
     int64_t base_size, top_size;
     uint64_t base_perm = BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE;
     uint64_t shared = BLK_PERM_WRITE_UNCHANGED | BLK_PERM_WRITE;
-    BlockDriverState *iter, *filtered_base;
     CommitJob *s;
 
     g_assert(top != bs);
@@ -357,26 +376,9 @@ BlockJob *commit_start(const char *job_id, BlockDriverState *bs,
         bdrv_unref(g_steal_pointer(&s->commit_top));
         goto fail;
     }
-    /*
-     * The committed layers leave the chain and are inconsistent meanwhile:
-     * nobody else may read them, but the filters right on the base, which
-     * show the base; writing stays allowed, or the base could not be.
-     */
-    filtered_base = bdrv_filter_or_cow_bs(bdrv_find_overlay(top, base));
-    for (iter = top; iter != base; iter = bdrv_filter_or_cow_bs(iter)) {
-        BlockBackend *blk;
-
-        if (iter == filtered_base) {
-            shared |= BLK_PERM_CONSISTENT_READ;
-        }
-        blk = block_job_add_bdrv(&s->common, "intermediate node", iter, 0,
-                                 shared, errp);
-        if (!blk) {
-            goto fail;
-        }
-        if (iter == top) {
-            s->top = blk;
-        }
+    if (!commit_block_intermediates(&s->common, top, base, shared, &s->top,
+                                    errp)) {
+        goto fail;
     }
     s->base = block_job_add_bdrv(&s->common, "base", base, base_perm,
                                  BLK_PERM_CONSISTENT_READ |

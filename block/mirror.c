@@ -348,7 +348,7 @@ BlockJob *commit_active_start(const char *job_id, BlockDriverState *bs,
     uint64_t base_perm = BLK_PERM_WRITE;
     uint64_t shared = BLK_PERM_WRITE_UNCHANGED | BLK_PERM_WRITE;
     bool base_read_only = bdrv_is_read_only(base);
-    BlockDriverState *mirror_top, *iter, *filtered_base;
+    BlockDriverState *mirror_top;
     MirrorJob *s;
 
     if (!commit_bitmaps_check(bs, base, errp)) {
@@ -389,17 +389,9 @@ BlockJob *commit_active_start(const char *job_id, BlockDriverState *bs,
     if (!s->base) {
         goto fail_job;
     }
-    /* As for a commit (commit.c), the layers between are not readable. */
-    filtered_base = bdrv_filter_or_cow_bs(bdrv_find_overlay(bs, base));
-    for (iter = bdrv_filter_or_cow_bs(bs); iter != base;
-         iter = bdrv_filter_or_cow_bs(iter)) {
-        if (iter == filtered_base) {
-            shared |= BLK_PERM_CONSISTENT_READ;
-        }
-        if (!block_job_add_bdrv(&s->common, "intermediate node", iter, 0,
-                                shared, errp)) {
-            goto fail_job;
-        }
+    if (!commit_block_intermediates(&s->common, bdrv_filter_or_cow_bs(bs),
+                                    base, shared, NULL, errp)) {
+        goto fail_job;
     }
     s->source = bs;
     s->base_bs = base;

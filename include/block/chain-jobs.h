@@ -45,6 +45,16 @@ BlockJob *commit_active_start(const char *job_id, BlockDriverState *bs,
                               const char *filter_node_name, Error **errp);
 
 /*
+ * Holds the layers from `from` down to base (excluded) for a commit job as
+ * its "intermediate node"s: they leave the chain and are inconsistent
+ * meanwhile, so the job shares only `shared` (writes, or the base could
+ * not be written). *from_blk, if given, is from's BlockBackend.
+ */
+bool commit_block_intermediates(BlockJob *job, BlockDriverState *from,
+                                BlockDriverState *base, uint64_t shared,
+                                BlockBackend **from_blk, Error **errp);
+
+/*
  * blkd's: once a commit completes, each named bitmap of the committed
  * layers (top down to the node above base) is merged into the bitmap of
  * the same name on base, made first like it if base has none. check: the
