@@ -574,13 +574,16 @@ class QMPClient:
             self._events.append(msg)
         return self._events.pop(0)
 
-    def wait_event(self, name, timeout=None):
-        """Wait for (and dequeue) the next event named @name."""
+    def wait_event(self, name, timeout=None, match=None):
+        """Wait for (and dequeue) the next event named @name whose data has
+        the members of @match, if given; other events stay queued."""
         deadline = time.monotonic() + (self.timeout if timeout is None
                                        else timeout)
         while True:
             for i, ev in enumerate(self._events):
-                if ev.get('event') == name:
+                data = ev.get('data', {})
+                if ev.get('event') == name and all(
+                        data.get(k) == v for k, v in (match or {}).items()):
                     return self._events.pop(i)
             msg = self.recv_msg(max(0.0, deadline - time.monotonic()))
             if isinstance(msg, dict) and 'event' in msg:

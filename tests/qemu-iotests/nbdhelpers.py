@@ -11,6 +11,7 @@ import shutil
 import socket
 import struct
 import tempfile
+import time
 import unittest
 
 import iotests
@@ -89,6 +90,23 @@ def require_libnbd():
                                 % os.sys.executable)
 
 
+def connect_when_up(sock, proc, timeout=30):
+    """A libnbd handle connected to the server proc starts on the unix
+    socket sock, once it accepts (the first connection that works is the
+    one returned: qemu-nbd serves one client). RuntimeError if proc exits
+    or does not accept within timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        h = nbd.NBD()
+        try:
+            h.connect_unix(sock)
+            return h
+        except nbd.Error:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError('%s did not serve on %s' % (proc.args[0], sock))
+            time.sleep(0.05)
+
+
 def require_qemu_tools():
     if not QEMU_IMG or not QEMU_IO:
         raise unittest.SkipTest('qemu-img/qemu-io not installed')
@@ -115,6 +133,23 @@ def qemu_io(*args, timeout=120):
     output is returned for the caller to check."""
     r = iotests.run(QEMU_IO, *args, timeout=timeout)
     return r.returncode, r.stdout + r.stderr
+
+
+def nbdinfo_dirty(uri, bitmap):
+    """The dirty (offset, length) extents of qemu:dirty-bitmap:BITMAP as
+    nbdinfo --map prints them, adjacent ones merged."""
+    out = iotests.run('nbdinfo', '--map=qemu:dirty-bitmap:' + bitmap, uri,
+                      check=True).stdout
+    extents = []
+    for line in out.splitlines():
+        off, length, flags = [int(x) for x in line.split()[:3]]
+        if not flags & 1:
+            continue
+        if extents and sum(extents[-1]) == off:
+            extents[-1] = (extents[-1][0], extents[-1][1] + length)
+        else:
+            extents.append((off, length))
+    return extents
 
 
 def make_image(path, size, fmt='raw', pattern_writes=()):

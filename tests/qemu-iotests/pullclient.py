@@ -8,12 +8,9 @@ scripts/demo.
 """
 import shutil
 import subprocess
-import time
 
-try:
-    import nbd
-except ImportError:
-    nbd = None
+import nbdhelpers
+from nbdhelpers import nbd
 
 QEMU_NBD = shutil.which('qemu-nbd')
 COPY_CHUNK = 4 << 20
@@ -60,20 +57,14 @@ class serve:
         self.proc = subprocess.Popen([QEMU_NBD, '-f', 'qcow2', '-k', self.sock,
                                       self.image], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            # qemu-nbd serves one client and exits when it leaves, so the
-            # first connection that works is the one used.
-            self.h = nbd.NBD()
-            try:
-                self.h.connect_unix(self.sock)
-                return self.h
-            except nbd.Error:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.proc.kill()
-                    raise RuntimeError('qemu-nbd did not serve %s: %s' % (
-                        self.image, self.proc.communicate()[1].decode()))
-                time.sleep(0.05)
+        try:
+            self.h = nbdhelpers.connect_when_up(self.sock, self.proc,
+                                                self.timeout)
+        except RuntimeError:
+            self.proc.kill()
+            raise RuntimeError('qemu-nbd did not serve %s: %s' % (
+                self.image, self.proc.communicate()[1].decode()))
+        return self.h
 
     def __exit__(self, exc_type, *exc):
         rc = None

@@ -124,20 +124,8 @@ class PersistTest(iotests.DaemonTestCase):
                            'read-only=on',
                            '--nbd-server', 'addr.type=unix,addr.path=' + sock,
                            '--export', 'nbd,id=e,node-name=q,name=q,' + exports)
-        maps = {}
-        for name in names:
-            out = iotests.run(NBDINFO, '--map=qemu:dirty-bitmap:' + name,
-                              nbdhelpers.uri(sock, 'q'), check=True).stdout
-            extents = []
-            for line in out.splitlines():
-                off, length, flags = [int(x) for x in line.split()[:3]]
-                if not flags & 1:
-                    continue
-                if extents and sum(extents[-1]) == off:
-                    extents[-1] = (extents[-1][0], extents[-1][1] + length)
-                else:
-                    extents.append((off, length))
-            maps[name] = extents
+        maps = {name: nbdhelpers.nbdinfo_dirty(nbdhelpers.uri(sock, 'q'), name)
+                for name in names}
         d.stop()
         return maps
 

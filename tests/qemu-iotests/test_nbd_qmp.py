@@ -397,16 +397,7 @@ class NbdQmpTest(iotests.DaemonTestCase):
                                     'size=1000000'], stderr=subprocess.DEVNULL)
             self.addCleanup(kit.wait)
             self.addCleanup(kit.kill)
-            h = nbd.NBD()
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    h.connect_unix(ksock)
-                    break
-                except nbd.Error:
-                    self.assertLess(time.monotonic(), deadline, 'nbdkit not up')
-                    time.sleep(0.05)
-                    h = nbd.NBD()
+            h = nbdhelpers.connect_when_up(ksock, kit)
             h.pwrite(b'\x5a' * 64, 999936)
             h.shutdown()
             sock = os.path.join(self.tmp, 'odd-%s.sock' % os.path.basename(binary))

@@ -161,17 +161,10 @@ class PullBackupTest(iotests.DaemonTestCase):
         return nbdhelpers.uri(self.d.sock, 'pull%d' % n)
 
     def wait_job(self, qmp, job, event):
-        """The job's end event (others stay queued for later waits)."""
-        deadline = time.monotonic() + 60
-        while True:
-            for ev in qmp.get_events(event, clear=False):
-                if ev['data']['device'] == job:
-                    qmp._events.remove(ev)
-                    self.assertNotIn('error', ev['data'], ev)
-                    return ev
-            self.assertLess(time.monotonic(), deadline, 'no %s for %s'
-                            % (event, job))
-            time.sleep(0.05)
+        """The job's end event (other jobs' stay queued)."""
+        ev = qmp.wait_event(event, match={'device': job})
+        self.assertNotIn('error', ev['data'], ev)
+        return ev
 
     def release(self, qmp, n):
         """The backup program is done: the export, the jobs and the nodes go."""
@@ -184,19 +177,6 @@ class PullBackupTest(iotests.DaemonTestCase):
             qmp.command('blockdev-del', node_name=node)
 
     # ---- the backup program's side -------------------------------------------
-
-    def nbdinfo_dirty(self, uri, bitmap):
-        out = iotests.run('nbdinfo', '--map=qemu:dirty-bitmap:' + bitmap, uri,
-                          check=True).stdout
-        merged = []
-        for line in out.splitlines():
-            off, length, flags = [int(x) for x in line.split()[:3]]
-            if flags & 1:
-                if merged and merged[-1][0] + merged[-1][1] == off:
-                    merged[-1] = (merged[-1][0], merged[-1][1] + length)
-                else:
-                    merged.append((off, length))
-        return merged
 
     def pull(self, uri, extents, image):
         return pullclient.copy_extents(uri, extents, image,
@@ -233,7 +213,7 @@ class PullBackupTest(iotests.DaemonTestCase):
         writer.start()
         extents = pullclient.dirty_extents(uri, 'b0')
         self.assertEqual(extents, dirty_map(since0))
-        self.assertEqual(self.nbdinfo_dirty(uri, 'b0'), extents)
+        self.assertEqual(nbdhelpers.nbdinfo_dirty(uri, 'b0'), extents)
         inc1 = self.path('inc1.qcow2')
         qemu_img('create', '-q', '-f', 'qcow2', '-b', full, '-F', 'qcow2', inc1)
         copied1 = self.pull(uri, extents, inc1)
