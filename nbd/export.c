@@ -7,11 +7,12 @@
  * Ownership (see docs/devel/nbd.md):
  * - Everything here runs on the main thread, except the functions named
  *   _locked and nbd_client_finished(), which client threads call.
- * - An export lives while it is user-owned (added and not yet deleted) or
- *   has clients attached: refcount counts both. block-export-del takes it
- *   out of the name table (no new clients) and drops the user's
- *   reference; the last reference deletes it, detaching its BlockBackend
- *   and sending BLOCK_EXPORT_DELETED.
+ * - An export lives from block-export-add to block-export-del (or
+ *   nbd-server-stop); refcount counts the user and each attached client.
+ *   block-export-del takes it out of the name table (no new clients),
+ *   breaks and reaps its clients and drops the user's reference, which
+ *   deletes it: its BlockBackend is detached, its bitmaps are free and
+ *   BLOCK_EXPORT_DELETED is sent before the command returns.
  * - A client is created by the accept watch and freed here only, on the
  *   main thread: when its threads end they ask for it (an idle source
  *   carrying the client's id, so a request that arrives after the client
@@ -170,24 +171,35 @@ static void export_unref(NbdExport *exp)
     }
 }
 
+static void client_reap(NbdClient *client);
+static void update_accept_watch(void);
+
 /*
  * block-export-del and nbd-server-stop: hides the export from new
- * clients, breaks the connections of those attached and drops the user's
- * reference. The export goes when its last client has been reaped.
+ * clients, breaks the connections of those attached, waits for them and
+ * drops the user's reference, so the export (and with it the bitmaps it
+ * keeps busy) is gone when the command returns. Client threads never wait
+ * for the main thread, so waiting for them here cannot deadlock.
  */
 static void export_request_shutdown(NbdExport *exp)
 {
-    GList *l;
+    GList *clients, *l;
 
-    g_assert(exp->user_owned);
     g_mutex_lock(&nbd_exports_lock);
     export_table = g_list_remove(export_table, exp);
     exp->in_table = false;
-    for (l = exp->clients; l; l = l->next) {
+    clients = g_list_copy(exp->clients);
+    for (l = clients; l; l = l->next) {
         nbd_client_close(l->data);
     }
     g_mutex_unlock(&nbd_exports_lock);
-    exp->user_owned = false;
+    for (l = clients; l; l = l->next) {
+        client_reap(l->data);
+    }
+    if (clients) {
+        update_accept_watch();
+    }
+    g_list_free(clients);
     export_unref(exp);
 }
 
@@ -369,7 +381,6 @@ bool qmp_block_export_add(BlockExportOptions *arg, Error **errp)
         bdrv_dirty_bitmap_set_busy(bm, true);
         bdrv_ref(bdrv_dirty_bitmap_bs(bm));
     }
-    exp->user_owned = true;
     exp->refcount = 1;
 
     exports = g_list_prepend(exports, exp);
@@ -387,10 +398,6 @@ bool qmp_block_export_del(const char *id, bool has_mode,
 
     if (!exp) {
         error_setg(errp, "Export '%s' is not found", id);
-        return false;
-    }
-    if (!exp->user_owned) {
-        error_setg(errp, "Export '%s' is already shutting down", id);
         return false;
     }
     if (!has_mode) {
@@ -418,7 +425,8 @@ BlockExportInfoList *qmp_query_block_exports(Error **errp)
         elem->value->id = g_strdup(exp->id);
         elem->value->type = BLOCK_EXPORT_TYPE_NBD;
         elem->value->node_name = g_strdup(bdrv_get_node_name(blk_bs(exp->blk)));
-        elem->value->shutting_down = !exp->user_owned;
+        /* block-export-del returns once the export is gone. */
+        elem->value->shutting_down = false;
         *tail = elem;
         tail = &elem->next;
     }
@@ -567,9 +575,7 @@ void nbd_server_shutdown(void)
         NbdExport *exp = l->data;
 
         next = l->next;
-        if (exp->user_owned) {
-            export_request_shutdown(exp);
-        }
+        export_request_shutdown(exp);
     }
     g_hash_table_iter_init(&iter, server->clients);
     while (g_hash_table_iter_next(&iter, NULL, &client)) {

@@ -61,13 +61,10 @@ typedef struct NbdExport {
     NbdMetaContext *contexts;
     size_t nr_contexts;
 
-    /* Main thread only. */
-    bool user_owned;        /* false once block-export-del was accepted */
-
     /* Under nbd_exports_lock. */
     bool in_table;          /* clients can find it by name */
     GList *clients;         /* NbdClient *, attached by GO/EXPORT_NAME */
-    int refcount;           /* user_owned + one per attached client */
+    int refcount;           /* the user's + one per attached client */
 } NbdExport;
 
 extern GMutex nbd_exports_lock;

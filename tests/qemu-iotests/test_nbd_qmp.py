@@ -243,21 +243,39 @@ class NbdQmpTest(iotests.DaemonTestCase):
     def test_export_del_right_after_client_left(self):
         """blkd: a client that has hung up is no connection any more, even
         before the server's threads noticed, so block-export-del that
-        comes right after it succeeds (qsd races: see above)."""
+        comes right after it succeeds (qsd races: see above); and the
+        command returns once the export is gone, so the bitmap it kept
+        busy can be removed at once, as a pull-mode backup program does."""
         nbdhelpers.require_libnbd()
         e = ExportedImage(self, self.blkd, self.img)
         for i in range(20):
+            e.qmp.command('block-dirty-bitmap-add', node='disk', name='b0')
+            e.qmp.command('block-dirty-bitmap-disable', node='disk',
+                          name='b0')
+            e.qmp.command('block-export-add', type='nbd', id='bm',
+                          node_name='disk', name='bm', bitmaps=['b0'])
             if i:
                 e.qmp.command('block-export-add', type='nbd', id='e0',
                               node_name='disk', name='disk', writable=True)
-            h = e.connect()
+            h = e.connect(contexts=('qemu:dirty-bitmap:b0',))
             self.assertEqual(h.pread(512, 0), b'\0' * 512)
+            h2 = nbdhelpers.nbd.NBD()
+            h2.connect_uri(nbdhelpers.uri(e.sock, 'bm'))
             self.assertQmpError(e.qmp.cmd('block-export-del', id='e0'), GE,
                                 "export 'e0' still in use")
             h.shutdown()
             del h
             self.assertQmpSuccess(e.qmp.cmd('block-export-del', id='e0'))
-            e.qmp.wait_event('BLOCK_EXPORT_DELETED')
+            self.assertQmpSuccess(e.qmp.cmd('block-export-del', id='bm',
+                                            mode='hard'))
+            self.assertEqual(e.qmp.command('query-block-exports'), [])
+            self.assertQmpSuccess(e.qmp.cmd('block-dirty-bitmap-remove',
+                                            node='disk', name='b0'))
+            self.assertEqual(
+                sorted(e.qmp.wait_event('BLOCK_EXPORT_DELETED')['data']['id']
+                       for _ in range(2)), ['bm', 'e0'])
+            with self.assertRaises(nbdhelpers.nbd.Error):
+                h2.pread(512, 0)
         e.daemon.stop()
 
     def test_export_del_hard_disconnects_client(self):
