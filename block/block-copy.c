@@ -28,6 +28,7 @@ struct BlockCopyState {
     BdrvDirtyBitmap *copy_bitmap;
     bool skip_unallocated;
     BdrvRequestFlags write_flags;   /* BDRV_REQ_WRITE_COMPRESSED or 0 */
+    bool fleecing;          /* the target's chain holds the source */
     gint use_copy_range;    /* atomic: offload until it first fails */
     GMutex lock;
     GCond cond;             /* a copy in flight finished */
@@ -63,6 +64,14 @@ BlockCopyState *block_copy_state_new(BdrvChild *source, BdrvChild *target,
     s->cluster_size = MAX(65536, target_cluster);
     s->use_copy_range = copy_range_suits(source, s->cluster_size, len) &&
                         copy_range_suits(target, s->cluster_size, len);
+    /*
+     * Image fleecing: the target is read as the source at the snapshot,
+     * falling through to the source where nothing was copied yet.
+     */
+    s->fleecing = bdrv_chain_contains(target->bs, source->bs);
+    if (s->fleecing) {
+        bdrv_serialise_writes_ref(target->bs);
+    }
     s->copy_bitmap = bdrv_create_dirty_bitmap(source->bs, s->cluster_size, NULL,
                                               &error_abort);
     bdrv_disable_dirty_bitmap(s->copy_bitmap);
@@ -80,6 +89,9 @@ void block_copy_state_free(BlockCopyState *s)
             g_thread_pool_free(s->pool, FALSE, TRUE);
         }
         g_assert(!s->tasks);
+        if (s->fleecing) {
+            bdrv_serialise_writes_unref(s->target->bs);
+        }
         bdrv_release_dirty_bitmap(s->copy_bitmap);
         g_mutex_clear(&s->lock);
         g_cond_clear(&s->cond);

@@ -22,10 +22,11 @@ typedef struct BdrvNodeCore {
      */
     int64_t length;
 
-    /* Requests in flight, to serialise read-modify-write. */
+    /* Requests in flight, to serialise read-modify-write and fleecing. */
     GMutex req_lock;
     GCond req_cond;
     GList *tracked;             /* BdrvTrackedRequest * */
+    int serialise_writes;       /* atomic: bdrv_serialise_writes_ref() count */
 
     /* Dirty bitmaps, newest first, and the lock of the list and bits. */
     GMutex bitmap_lock;

@@ -12,6 +12,10 @@
  * is waited for by them; aligned writes do not wait for each other
  * (overlapping aligned writes are the caller's business, as on a disk).
  * Nodes with byte alignment never read-modify-write and take no lock.
+ *
+ * Fleecing: while bdrv_serialise_writes_ref() holds a node, reads are
+ * tracked too and every write is serialising, so a write waits for the
+ * reads it overlaps and they wait for it.
  */
 #include <errno.h>
 #include <string.h>
@@ -23,7 +27,8 @@
 
 typedef struct BdrvTrackedRequest {
     int64_t start, end;
-    bool serialising;           /* a read-modify-write */
+    bool tracked;               /* in the node's list */
+    bool serialising;           /* a read-modify-write, or a fleecing write */
 } BdrvTrackedRequest;
 
 void bdrv_node_io_init(BlockDriverState *bs)
@@ -65,6 +70,46 @@ static void serialise_end(BlockDriverState *bs, BdrvTrackedRequest *req)
     bs->core->tracked = g_list_remove(bs->core->tracked, req);
     g_cond_broadcast(&bs->core->req_cond);
     g_mutex_unlock(&bs->core->req_lock);
+}
+
+void bdrv_serialise_writes_ref(BlockDriverState *bs)
+{
+    g_atomic_int_inc(&bs->core->serialise_writes);
+}
+
+void bdrv_serialise_writes_unref(BlockDriverState *bs)
+{
+    g_atomic_int_dec_and_test(&bs->core->serialise_writes);
+}
+
+static bool serialises_writes(BlockDriverState *bs)
+{
+    return g_atomic_int_get(&bs->core->serialise_writes) > 0;
+}
+
+/*
+ * A request in flight on a node that may read-modify-write or serialises
+ * writes: keep out of the way of (and hold back) those it must not cross.
+ */
+static void track_begin(BlockDriverState *bs, BdrvTrackedRequest *req,
+                        int64_t offset, int64_t bytes, bool is_write)
+{
+    bool serialise = serialises_writes(bs);
+
+    req->start = offset;
+    req->end = offset + bytes;
+    req->serialising = is_write && serialise;
+    req->tracked = serialise || (is_write && bs->bl.request_alignment > 1);
+    if (req->tracked) {
+        serialise_begin(bs, req);
+    }
+}
+
+static void track_end(BlockDriverState *bs, BdrvTrackedRequest *req)
+{
+    if (req->tracked) {
+        serialise_end(bs, req);
+    }
 }
 
 static int check_bounds(BlockDriverState *bs, int64_t offset, int64_t bytes)
@@ -143,44 +188,29 @@ int bdrv_pread(BdrvChild *child, int64_t offset, int64_t bytes, void *buf,
 {
     BlockDriverState *bs = child->bs;
     uint32_t align = bs->bl.request_alignment;
+    BdrvTrackedRequest req;
     int64_t astart, aend;
-    char *tmp;
+    char *tmp = NULL;
     int ret = check_bounds(bs, offset, bytes);
 
     if (ret < 0 || bytes == 0) {
         return ret;
     }
-    if (!((offset | bytes) & (align - 1))) {
-        return aligned_read(bs, offset, bytes, buf, flags);
-    }
     astart = offset & ~(int64_t)(align - 1);
     aend = (offset + bytes + align - 1) & ~(int64_t)(align - 1);
-    tmp = bdrv_blockalign(bs, aend - astart);
-    ret = aligned_read(bs, astart, aend - astart, tmp, flags);
-    if (ret == 0) {
-        memcpy(buf, tmp + (offset - astart), bytes);
+    track_begin(bs, &req, astart, aend - astart, false);
+    if (astart == offset && aend == offset + bytes) {
+        ret = aligned_read(bs, offset, bytes, buf, flags);
+    } else {
+        tmp = bdrv_blockalign(bs, aend - astart);
+        ret = aligned_read(bs, astart, aend - astart, tmp, flags);
+        if (ret == 0) {
+            memcpy(buf, tmp + (offset - astart), bytes);
+        }
     }
+    track_end(bs, &req);
     free(tmp);
     return ret;
-}
-
-/* An aligned write on a node that may read-modify-write: keep out of its way. */
-static void track_begin(BlockDriverState *bs, BdrvTrackedRequest *req,
-                        int64_t offset, int64_t bytes)
-{
-    req->start = offset;
-    req->end = offset + bytes;
-    req->serialising = false;
-    if (bs->bl.request_alignment > 1) {
-        serialise_begin(bs, req);
-    }
-}
-
-static void track_end(BlockDriverState *bs, BdrvTrackedRequest *req)
-{
-    if (bs->bl.request_alignment > 1) {
-        serialise_end(bs, req);
-    }
 }
 
 /* Unaligned write: read the aligned blocks around it, patch, write back. */
@@ -242,7 +272,7 @@ static int compressed_write(BlockDriverState *bs, int64_t offset,
     if ((offset | bytes) & (bs->bl.request_alignment - 1)) {
         return -EINVAL;
     }
-    track_begin(bs, &req, offset, bytes);
+    track_begin(bs, &req, offset, bytes, true);
     ret = bs->drv->pwritev_compressed(bs, offset, bytes, buf);
     track_end(bs, &req);
     return ret;
@@ -274,7 +304,7 @@ int bdrv_pwrite(BdrvChild *child, int64_t offset, int64_t bytes,
     } else if (!((offset | bytes) & (align - 1))) {
         BdrvTrackedRequest req;
 
-        track_begin(bs, &req, offset, bytes);
+        track_begin(bs, &req, offset, bytes, true);
         ret = aligned_write(bs, offset, bytes, buf, flags);
         track_end(bs, &req);
     } else {
@@ -362,7 +392,7 @@ static int zeroes_aligned(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (ret < 0 || bytes == 0) {
         return ret;
     }
-    track_begin(bs, &req, offset, bytes);
+    track_begin(bs, &req, offset, bytes, true);
     ret = bs->drv->pwrite_zeroes ?
           bs->drv->pwrite_zeroes(bs, offset, bytes, flags) : -ENOTSUP;
     if (ret == -ENOTSUP && !(flags & BDRV_REQ_NO_FALLBACK)) {
@@ -402,7 +432,7 @@ int bdrv_pdiscard(BdrvChild *child, int64_t offset, int64_t bytes)
         bdrv_set_dirty(bs, offset, bytes);
         return 0;
     }
-    track_begin(bs, &req, start, end - start);
+    track_begin(bs, &req, start, end - start, true);
     ret = bs->drv->pdiscard(bs, start, end - start);
     track_end(bs, &req);
     bdrv_set_dirty(bs, offset, bytes);
@@ -435,12 +465,13 @@ static bool copy_range_aligned(BlockDriverState *bs, int64_t offset,
     return !((offset | bytes) & (bs->bl.request_alignment - 1));
 }
 
-/* The source side: checked and split as a read (reads are not tracked). */
+/* The source side: checked, tracked and split as a read. */
 int bdrv_copy_range(BdrvChild *src, int64_t src_offset, BdrvChild *dst,
                     int64_t dst_offset, int64_t bytes)
 {
     BlockDriverState *bs = src->bs;
     uint64_t chunk = max_chunk(bs);
+    BdrvTrackedRequest req;
     int ret = check_bounds(bs, src_offset, bytes);
 
     if (ret < 0 || bytes == 0) {
@@ -449,6 +480,7 @@ int bdrv_copy_range(BdrvChild *src, int64_t src_offset, BdrvChild *dst,
     if (!bs->drv->copy_range_from || !copy_range_aligned(bs, src_offset, bytes)) {
         return -ENOTSUP;
     }
+    track_begin(bs, &req, src_offset, bytes, false);
     while (bytes > 0 && ret == 0) {
         int64_t n = MIN((uint64_t)bytes, chunk);
 
@@ -457,6 +489,7 @@ int bdrv_copy_range(BdrvChild *src, int64_t src_offset, BdrvChild *dst,
         dst_offset += n;
         bytes -= n;
     }
+    track_end(bs, &req);
     return ret;
 }
 
@@ -479,7 +512,7 @@ int bdrv_copy_range_to(BlockDriverState *src, int64_t src_offset,
     if (!bs->drv->copy_range_to || !copy_range_aligned(bs, dst_offset, bytes)) {
         return -ENOTSUP;
     }
-    track_begin(bs, &req, dst_offset, bytes);
+    track_begin(bs, &req, dst_offset, bytes, true);
     while (left > 0 && ret == 0) {
         int64_t n = MIN((uint64_t)left, chunk);
 

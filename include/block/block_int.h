@@ -303,6 +303,21 @@ int bdrv_copy_range_to(BlockDriverState *src, int64_t src_offset,
  */
 void bdrv_inc_in_flight(void);
 void bdrv_dec_in_flight(void);
+/*
+ * While held, every write to bs (data, zeroes, discard, the target side
+ * of a copy offload) waits for the requests in flight on bs that it
+ * overlaps, reads included, and holds back those that come after it
+ * (QEMU's BDRV_REQ_SERIALISING). Block-copy holds it on a target whose
+ * chain holds its source, image fleecing: a read of the target that finds
+ * a cluster unallocated goes on to read the source, and the copy of that
+ * cluster's old data, followed by the guest's write to the source, must
+ * not slip in between. Reads already in flight when it is taken are not
+ * waited for: take it before the source can change under the target
+ * (block-copy does when it is created, before its filter is in the graph).
+ * Main thread.
+ */
+void bdrv_serialise_writes_ref(BlockDriverState *bs);
+void bdrv_serialise_writes_unref(BlockDriverState *bs);
 /* Whether the bytes of buf are all zero (detect-zeroes, copy-on-read). */
 bool buffer_is_zero(const void *buf, int64_t bytes);
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "block-test-helpers.h"
+#include "block/block_int.h"
 #include "qapi/event.h"
 #include "qapi-visit.h"
 #include "util/json-stream.h"
@@ -96,6 +97,76 @@ BlockBackend *block_test_backend(BlockDriverState *bs, const char *owner,
 
     g_assert_true(blk_insert_bs(blk, bs, &error_abort));
     return blk;
+}
+
+static GMutex gate_lock;
+static GCond gate_cond;
+static bool gate_hold, gate_entered, gate_released;
+
+static int gate_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                       void *buf, BdrvRequestFlags flags)
+{
+    g_mutex_lock(&gate_lock);
+    if (gate_hold) {
+        gate_hold = false;
+        gate_entered = true;
+        g_cond_broadcast(&gate_cond);
+        while (!gate_released) {
+            g_cond_wait(&gate_cond, &gate_lock);
+        }
+    }
+    g_mutex_unlock(&gate_lock);
+    return bdrv_pread(bs->file, offset, bytes, buf, flags);
+}
+
+static int gate_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                        const void *buf, BdrvRequestFlags flags)
+{
+    return bdrv_pwrite(bs->file, offset, bytes, buf, flags);
+}
+
+static int64_t gate_getlength(BlockDriverState *bs)
+{
+    return bdrv_child_getlength(bs->file);
+}
+
+static const BlockDriver gate_driver = {
+    .format_name = "test-gate",
+    .is_filter = true,
+    .getlength = gate_getlength,
+    .preadv = gate_preadv,
+    .pwritev = gate_pwritev,
+};
+
+BlockDriverState *block_test_gate_new(const char *node_name,
+                                      BlockDriverState *child)
+{
+    return bdrv_new_filter(&gate_driver, node_name, false, child, &error_abort);
+}
+
+void block_test_gate_hold(void)
+{
+    g_mutex_lock(&gate_lock);
+    gate_hold = true;
+    gate_entered = gate_released = false;
+    g_mutex_unlock(&gate_lock);
+}
+
+void block_test_gate_wait(void)
+{
+    g_mutex_lock(&gate_lock);
+    while (!gate_entered) {
+        g_cond_wait(&gate_cond, &gate_lock);
+    }
+    g_mutex_unlock(&gate_lock);
+}
+
+void block_test_gate_release(void)
+{
+    g_mutex_lock(&gate_lock);
+    gate_released = true;
+    g_cond_broadcast(&gate_cond);
+    g_mutex_unlock(&gate_lock);
 }
 
 bool block_test_have_qemu_tools(void)

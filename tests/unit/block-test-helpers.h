@@ -37,6 +37,18 @@ BlockDriverState *block_test_open(const char *json, Error **errp);
 BlockBackend *block_test_backend(BlockDriverState *bs, const char *owner,
                                  uint64_t perm, uint64_t shared);
 
+/*
+ * A filter node over child whose first read after block_test_gate_hold()
+ * stops until block_test_gate_release(), so a test can catch a request
+ * in the middle. block_test_gate_wait() returns once that read arrived.
+ * One gate at a time; hold re-arms it.
+ */
+BlockDriverState *block_test_gate_new(const char *node_name,
+                                      BlockDriverState *child);
+void block_test_gate_hold(void);
+void block_test_gate_wait(void);
+void block_test_gate_release(void);
+
 /* Whether qemu-img and qemu-io are installed; if not, the test is skipped. */
 bool block_test_have_qemu_tools(void);
 /*

@@ -10,6 +10,7 @@
 
 #include "block-test-helpers.h"
 #include "block/copy-before-write.h"
+#include "block/create.h"
 
 #define SIZE (8 << 20)
 
@@ -176,6 +177,97 @@ static void test_point_in_time_under_concurrent_writes(void)
     g_assert_true(memcmp(after, orig, SIZE) == 0);
     bdrv_drop_filter(filter);
     teardown(&st);
+}
+
+typedef struct Pending {
+    BlockBackend *blk;
+    int64_t offset, bytes;
+    char *buf;
+    gint done;
+} Pending;
+
+static gpointer pending_read(gpointer opaque)
+{
+    Pending *p = opaque;
+
+    g_assert_cmpint(blk_pread(p->blk, p->offset, p->bytes, p->buf, 0), ==, 0);
+    g_atomic_int_set(&p->done, 1);
+    return NULL;
+}
+
+static gpointer pending_write(gpointer opaque)
+{
+    Pending *p = opaque;
+
+    g_assert_cmpint(blk_pwrite(p->blk, p->offset, p->bytes, p->buf, 0), ==, 0);
+    g_atomic_int_set(&p->done, 1);
+    return NULL;
+}
+
+/*
+ * Image fleecing: the target's backing node is the source (through a gate
+ * here) and the target is read while the guest writes. A read that found
+ * a cluster unallocated in the target and is reading it from the source
+ * must not see a guest write that comes meanwhile: the copy of the
+ * cluster to the target waits for the read, and the guest write for the
+ * copy.
+ */
+static void test_fleecing_read_holds_back_guest_write(void)
+{
+    g_autofree char *src_json = file_node("src", "");
+    g_autofree char *tgt_path = g_build_filename(block_test_dir(), "tgt.qcow2",
+                                                 NULL);
+    g_autofree char *tgt_json = g_strdup_printf(
+        "{\"driver\": \"qcow2\", \"node-name\": \"tgt\", \"backing\": \"gate\","
+        " \"file\": {\"driver\": \"file\", \"filename\": \"%s\"}}", tgt_path);
+    g_autofree char *orig = g_malloc(SIZE), *buf = g_malloc(65536);
+    char news[4096];
+    BlockDriverState *src, *gate, *tgt, *filter;
+    BlockBackend *guest, *reader;
+    BlockCopyState *bcs;
+    Pending r, w;
+    GThread *rt, *wt;
+
+    src = block_test_open(src_json, &error_abort);
+    guest = block_test_backend(src, "guest", BLOCK_TEST_RW,
+                               BLK_PERM_CONSISTENT_READ |
+                               BLK_PERM_WRITE_UNCHANGED | BLK_PERM_WRITE);
+    fill(guest, 3, orig);
+    gate = block_test_gate_new("gate", src);
+    g_assert_true(bdrv_img_create(tgt_path, "qcow2", NULL, NULL, SIZE,
+                                  &error_abort));
+    tgt = block_test_open(tgt_json, &error_abort);
+    reader = block_test_backend(tgt, "reader", BLK_PERM_CONSISTENT_READ,
+                                BLK_PERM_ALL);
+    filter = bdrv_cbw_append(src, tgt, "cbw0", &bcs, &error_abort);
+
+    /* The reader is caught reading the second cluster from the source. */
+    block_test_gate_hold();
+    r = (Pending) { reader, 65536, 65536, buf };
+    rt = g_thread_new("reader", pending_read, &r);
+    block_test_gate_wait();
+    memset(news, 0x5a, sizeof(news));
+    w = (Pending) { guest, 65536 + 4096, sizeof(news), news };
+    wt = g_thread_new("writer", pending_write, &w);
+    g_usleep(200 * 1000);
+    g_assert_false(g_atomic_int_get(&w.done));
+    block_test_gate_release();
+    g_thread_join(rt);
+    g_thread_join(wt);
+    g_assert_cmpmem(buf, 65536, orig + 65536, 65536);
+    /* Later reads find the copy in the target. */
+    g_assert_cmpint(count(src, 0), ==, SIZE - 65536);
+    g_assert_cmpint(blk_pread(reader, 65536, 65536, buf, 0), ==, 0);
+    g_assert_cmpmem(buf, 65536, orig + 65536, 65536);
+    g_assert_cmpint(blk_pread(guest, 65536 + 4096, sizeof(news), buf, 0), ==, 0);
+    g_assert_cmpmem(buf, sizeof(news), news, sizeof(news));
+
+    bdrv_drop_filter(filter);
+    blk_unref(reader);
+    g_assert_true(bdrv_del_node("tgt", &error_abort));
+    bdrv_unref(gate);
+    blk_unref(guest);
+    g_assert_true(bdrv_del_node("src", &error_abort));
 }
 
 static void test_source_cannot_be_written_or_resized_behind_it(void)
@@ -390,6 +482,8 @@ int main(int argc, char **argv)
                     test_guest_write_copies_old_data_first);
     g_test_add_func("/cbw/point-in-time-under-concurrent-writes",
                     test_point_in_time_under_concurrent_writes);
+    g_test_add_func("/cbw/fleecing-read-holds-back-guest-write",
+                    test_fleecing_read_holds_back_guest_write);
     g_test_add_func("/cbw/source-cannot-be-written-or-resized-behind-it",
                     test_source_cannot_be_written_or_resized_behind_it);
     g_test_add_func("/cbw/copy-error-breaks-guest-write",

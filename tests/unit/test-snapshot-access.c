@@ -258,49 +258,6 @@ static void test_not_over_cbw_is_enotsup(void)
     g_assert_true(bdrv_del_node("src", &error_abort));
 }
 
-/*
- * A filter the test inserts below cbw: the first read with hold set stops
- * until released, so a snapshot read can be caught reading the source.
- */
-static GMutex gate_lock;
-static GCond gate_cond;
-static bool gate_hold, gate_entered, gate_released;
-
-static int gate_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
-                       void *buf, BdrvRequestFlags flags)
-{
-    g_mutex_lock(&gate_lock);
-    if (gate_hold) {
-        gate_hold = false;
-        gate_entered = true;
-        g_cond_broadcast(&gate_cond);
-        while (!gate_released) {
-            g_cond_wait(&gate_cond, &gate_lock);
-        }
-    }
-    g_mutex_unlock(&gate_lock);
-    return bdrv_pread(bs->file, offset, bytes, buf, flags);
-}
-
-static int gate_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
-                        const void *buf, BdrvRequestFlags flags)
-{
-    return bdrv_pwrite(bs->file, offset, bytes, buf, flags);
-}
-
-static int64_t gate_getlength(BlockDriverState *bs)
-{
-    return bdrv_child_getlength(bs->file);
-}
-
-static const BlockDriver gate_driver = {
-    .format_name = "test-gate",
-    .is_filter = true,
-    .getlength = gate_getlength,
-    .preadv = gate_preadv,
-    .pwritev = gate_pwritev,
-};
-
 typedef struct Job {
     Fleece *f;
     char *buf;
@@ -328,8 +285,7 @@ static gpointer write_over(gpointer opaque)
 static void test_guest_write_waits_for_source_read(void)
 {
     BlockDriverState *src = file_node("src", "");
-    BlockDriverState *gate = bdrv_new_filter(&gate_driver, "gate", false, src,
-                                             &error_abort);
+    BlockDriverState *gate = block_test_gate_new("gate", src);
     BlockBackend *src_reader = block_test_backend(src, "src-reader",
                                                   BLK_PERM_CONSISTENT_READ,
                                                   BLK_PERM_ALL);
@@ -341,13 +297,9 @@ static void test_guest_write_waits_for_source_read(void)
 
     fleece_open(&f, gate, NULL, "");
     done = bdrv_dirty_bitmap_next(f.cbw, bdrv_dirty_bitmap_next(f.cbw, NULL));
-    gate_hold = true;
+    block_test_gate_hold();
     rt = g_thread_new("reader", snapshot_read, &reader);
-    g_mutex_lock(&gate_lock);
-    while (!gate_entered) {
-        g_cond_wait(&gate_cond, &gate_lock);
-    }
-    g_mutex_unlock(&gate_lock);
+    block_test_gate_wait();
 
     /* The write copies and marks its cluster done, then waits for the read. */
     wt = g_thread_new("writer", write_over, &writer);
@@ -358,10 +310,7 @@ static void test_guest_write_waits_for_source_read(void)
     g_assert_false(g_atomic_int_get(&writer.done));
     g_assert_cmpint(blk_pread(src_reader, 0, 1, now, 0), ==, 0);
     g_assert_cmpint(now[0], ==, f.old[0]);
-    g_mutex_lock(&gate_lock);
-    gate_released = true;
-    g_cond_broadcast(&gate_cond);
-    g_mutex_unlock(&gate_lock);
+    block_test_gate_release();
     g_thread_join(rt);
     g_thread_join(wt);
     /* The read saw the old data; the write went through after it. */
