@@ -172,7 +172,7 @@ static const BlockDriver bdrv_commit_top = {
 /* ---- run(): the job's thread -------------------------------------------- */
 
 typedef struct GrowBase {
-    CommitJob *s;
+    BlockBackend *base;
     int64_t len;
     Error *err;
 } GrowBase;
@@ -181,38 +181,47 @@ static void grow_base(void *opaque)
 {
     GrowBase *g = opaque;
 
-    blk_truncate(g->s->base, g->len, &g->err);
+    blk_truncate(g->base, g->len, &g->err);
+}
+
+int commit_grow_base(BlockBackend *base, int64_t len, Error **errp)
+{
+    int64_t base_len = blk_getlength(base);
+    GrowBase g = { .base = base, .len = len };
+
+    if (base_len < 0) {
+        return base_len;
+    }
+    if (base_len >= len) {
+        return 0;
+    }
+    job_call_main(grow_base, &g);
+    if (g.err) {
+        error_propagate(errp, g.err);
+        return -EIO;
+    }
+    return 0;
 }
 
 static int commit_run(Job *job, Error **errp)
 {
     CommitJob *s = (CommitJob *)job;
     g_autofree void *buf = NULL;
-    int64_t len = blk_getlength(s->top), base_len, offset, n = 0;
+    int64_t len = blk_getlength(s->top), offset, n = 0;
+    int ret;
 
     if (len < 0) {
         return len;
     }
     job_progress_set_remaining(job, len);
-    base_len = blk_getlength(s->base);
-    if (base_len < 0) {
-        return base_len;
-    }
-    if (base_len < len) {
-        /* Resizing is the main thread's. */
-        GrowBase g = { .s = s, .len = len };
-
-        job_call_main(grow_base, &g);
-        if (g.err) {
-            error_propagate(errp, g.err);
-            return -EIO;
-        }
+    ret = commit_grow_base(s->base, len, errp);
+    if (ret < 0) {
+        return ret;
     }
     buf = g_malloc(COMMIT_BUFFER_SIZE);
     for (offset = 0; offset < len; offset += n) {
         bool copy, error_in_source = true;
         int depth = 0;
-        int ret;
 
         block_job_ratelimit_sleep(&s->common);
         if (job_is_cancelled(job)) {

@@ -147,19 +147,6 @@ static int64_t copy_dirty(MirrorJob *s, int64_t len, void *buf, bool *is_read)
 
 /* ---- run(): the job's thread -------------------------------------------- */
 
-typedef struct GrowBase {
-    MirrorJob *s;
-    int64_t len;
-    Error *err;
-} GrowBase;
-
-static void grow_base(void *opaque)
-{
-    GrowBase *g = opaque;
-
-    blk_truncate(g->s->base, g->len, &g->err);
-}
-
 static bool should_finish(MirrorJob *s)
 {
     return g_atomic_int_get(&s->should_complete) ||
@@ -197,25 +184,16 @@ static int mark_allocated(MirrorJob *s, int64_t len)
 static int mirror_run(Job *job, Error **errp)
 {
     MirrorJob *s = (MirrorJob *)job;
-    int64_t len = bdrv_getlength(s->source), base_len;
+    int64_t len = bdrv_getlength(s->source);
     g_autofree void *buf = NULL;
     int ret;
 
     if (len < 0) {
         return len;
     }
-    base_len = blk_getlength(s->base);
-    if (base_len < 0) {
-        return base_len;
-    }
-    if (base_len < len) {
-        GrowBase g = { .s = s, .len = len };
-
-        job_call_main(grow_base, &g);
-        if (g.err) {
-            error_propagate(errp, g.err);
-            return -EIO;
-        }
+    ret = commit_grow_base(s->base, len, errp);
+    if (ret < 0) {
+        return ret;
     }
     ret = mark_allocated(s, len);
     if (ret < 0) {
@@ -290,6 +268,13 @@ static int mirror_prepare(Job *job)
     bdrv_drain_all_begin();
     ret = copy_the_rest(s);
     if (ret == 0 && g_atomic_int_get(&s->should_complete)) {
+        /*
+         * The job is done with the base. Its edge there needs write, and
+         * resize if it grew the base, which the layers left above the base
+         * share no more once it replaces the source: drop it first, as
+         * QEMU does.
+         */
+        blk_remove_bs(s->base);
         if (commit_bitmaps_check(s->source, s->base_bs, &err) &&
             bdrv_replace_node(s->source, s->base_bs, &err)) {
             commit_bitmaps_merge(s->source, s->base_bs);

@@ -53,6 +53,11 @@ BlockJob *commit_active_start(const char *job_id, BlockDriverState *bs,
 bool commit_block_intermediates(BlockJob *job, BlockDriverState *from,
                                 BlockDriverState *base, uint64_t shared,
                                 BlockBackend **from_blk, Error **errp);
+/*
+ * From a commit's thread: grows base to len if it is shorter, as QEMU's
+ * commits do, on the main thread (resizes are its). 0 or -errno.
+ */
+int commit_grow_base(BlockBackend *base, int64_t len, Error **errp);
 
 /*
  * blkd's: once a commit completes, each named bitmap of the committed

@@ -14,6 +14,8 @@ bitmaps are merged into the base's. Those bitmaps are checked here on
 blkd and left out of the comparison; test_commit_bitmaps.py has the
 checkpoints that need them.
 """
+import json
+import os
 import time
 import unittest
 
@@ -292,6 +294,60 @@ class ActiveCommitTest(CommitTestCase):
             ref['exports'] = ['#']
             self.assertEqual(self.without(got, '#', ['bt']), ref)
 
+
+
+class GrowBaseTest(CommitTestCase):
+    """A base shorter than the layers above it is grown to their length
+    before the copy, by either kind of commit, as in QEMU: base (1 MiB)
+    <- mid (3 MiB) <- top (3 MiB), the layers above the base opened from
+    the headers."""
+
+    def run_grow(self, binary, active):
+        d = iotests.Daemon(self, name=os.path.basename(binary))
+        backing = None
+        for layer, size, cmd in (('base', '1M', 'write -P 0x11 0 1M'),
+                                 ('mid', '3M', 'write -P 0x22 512k 2M'),
+                                 ('top', '3M', 'write -P 0x33 2M 64k')):
+            args = ['qemu-img', 'create', '-q', '-f', 'qcow2',
+                    d.path(layer + '.qcow2'), size]
+            if backing:
+                args[5:5] = ['-b', backing, '-F', 'qcow2']
+            iotests.run(*args, check=True)
+            iotests.run('qemu-io', '-c', cmd, d.path(layer + '.qcow2'),
+                        check=True)
+            backing = d.path(layer + '.qcow2')
+        committed = to_raw(d.path('top.qcow2' if active else 'mid.qcow2'),
+                           d.path('want.raw'))
+        d.start(binary, '--blockdev', 'driver=qcow2,node-name=top,'
+                'file.driver=file,file.filename=' + d.path('top.qcow2'))
+        qmp = d.qmp(negotiate=True)
+        args = {'job-id': 'c0', 'device': 'top', 'base': d.path('base.qcow2')}
+        if not active:
+            args['top'] = d.path('mid.qcow2')
+        qmp.command('block-commit', args)
+        if active:
+            events = self.job_events(qmp, 'c0', until='ready')
+            qmp.command('job-complete', id='c0')
+            events += self.job_events(qmp, 'c0')
+        else:
+            events = self.job_events(qmp, 'c0')
+        self.check_images(d, 'base.qcow2', 'mid.qcow2', 'top.qcow2')
+        info = json.loads(iotests.run('qemu-img', 'info', '--output=json',
+                                      d.path('base.qcow2'), check=True).stdout)
+        self.assertEqual(info['virtual-size'], 3 << 20)
+        self.assertSameImage(committed, to_raw(d.path('base.qcow2'),
+                                               d.path('base.raw')))
+        return events
+
+    def test_commit_grows_the_base(self):
+        got = self.run_grow(self.blkd, False)
+        if self.have_qsd():
+            self.assertEqual(got, self.run_grow(self.qsd, False))
+
+    def test_active_commit_grows_the_base(self):
+        got = self.run_grow(self.blkd, True)
+        if self.have_qsd():
+            self.assertEqual(got, self.run_grow(self.qsd, True))
 
 # Refused block-commit arguments ($DIR: the daemon's directory).
 COMMIT_ERRORS = [
