@@ -34,6 +34,7 @@ typedef struct CommitJob {
     BlockDriverState *commit_top;   /* the filter, until completion */
     BlockDriverState *top_bs;
     BlockDriverState *base_bs;
+    BlockDriverState *filtered_base;    /* what the copy stops above */
     BlockBackend *top;          /* read from */
     BlockBackend *base;         /* written to */
     BlockdevOnError on_error;
@@ -229,7 +230,7 @@ static int commit_run(Job *job, Error **errp)
         }
         /* As a request: a drained section waits for it. */
         blk_io_begin(s->top);
-        ret = bdrv_block_status_above(s->top_bs, s->base_bs, false, offset,
+        ret = bdrv_block_status_above(s->top_bs, s->filtered_base, false, offset,
                                       MIN(len - offset, COMMIT_BUFFER_SIZE),
                                       &n, &depth);
         blk_io_end(s->top);
@@ -318,16 +319,34 @@ static const BlockJobDriver commit_driver = {
 
 /* ---- creation: the main thread ------------------------------------------- */
 
+BlockDriverState *commit_filtered_base(BlockDriverState *from,
+                                      BlockDriverState *base)
+{
+    BlockDriverState *iter, *filtered_base = from;
+
+    for (iter = from; iter != base; iter = bdrv_filter_or_cow_bs(iter)) {
+        if (!iter->drv->is_filter) {
+            filtered_base = bdrv_filter_or_cow_bs(iter);
+        }
+    }
+    return filtered_base;
+}
+
 bool commit_block_intermediates(BlockJob *job, BlockDriverState *from,
                                 BlockDriverState *base, uint64_t shared,
                                 BlockBackend **from_blk, Error **errp)
 {
-    BlockDriverState *iter;
+    BlockDriverState *iter, *filtered_base = commit_filtered_base(from, base);
 
     for (iter = from; iter != base; iter = bdrv_filter_or_cow_bs(iter)) {
-        BlockBackend *blk = block_job_add_bdrv(job, "intermediate node", iter,
-                                               0, shared, errp);
+        BlockBackend *blk;
 
+        /* They show base's data as it is, as QEMU's share consistent reads. */
+        if (iter == filtered_base) {
+            shared |= BLK_PERM_CONSISTENT_READ;
+        }
+        blk = block_job_add_bdrv(job, "intermediate node", iter, 0, shared,
+                                 errp);
         if (!blk) {
             return false;
         }
@@ -397,6 +416,7 @@ BlockJob *commit_start(const char *job_id, BlockDriverState *bs,
     }
     s->top_bs = top;
     s->base_bs = base;
+    s->filtered_base = commit_filtered_base(top, base);
     s->on_error = on_error;
     s->backing_file = g_strdup(backing_file);
     return &s->common;

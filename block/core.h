@@ -55,7 +55,6 @@ const BlockDriver *bdrv_probe_format(const char *filename, Error **errp);
 
 /* block/perm.c: permissions across the graph (main thread). */
 bool bdrv_refresh_perms(BlockDriverState *bs, Error **errp);
-const char *bdrv_perm_names(uint64_t perm, char *buf, size_t size);
 char *bdrv_child_user_desc(const BdrvChild *c);
 void bdrv_default_child_perm(BlockDriverState *parent, BdrvChildRole role,
                              uint64_t *perm, uint64_t *shared);

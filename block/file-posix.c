@@ -27,7 +27,7 @@
 
 #define LOCK_PERM_BASE 100
 #define LOCK_SHARED_BASE 200
-#define LOCK_BITS 4                 /* consistent-read, write, write-unchanged, resize */
+#define LOCK_BITS 4                 /* consistent read, write, write unchanged, resize */
 #define AIO_DEPTH 128
 
 typedef struct FileAio {
@@ -51,10 +51,6 @@ typedef struct FileAioRequest {
     long ret;
     bool done;
 } FileAioRequest;
-
-static const char *const lock_names[LOCK_BITS] = {
-    "consistent read", "write", "write unchanged", "resize",
-};
 
 /* ---- Linux AIO ---------------------------------------------------------- */
 
@@ -186,29 +182,36 @@ static bool byte_locked_elsewhere(int fd, int64_t byte)
     return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
 }
 
-static int file_check_perm(BlockDriverState *bs, uint64_t perm, uint64_t shared,
-                           Error **errp)
+/* -EAGAIN if another process holds what perm needs or what unshared denies. */
+static int locks_clash(int fd, uint64_t perm, uint64_t unshared, Error **errp)
 {
-    BDRVFileState *s = bs->opaque;
+    char name[32];
     int i;
 
-    if (!s->locking) {
-        return 0;
-    }
     for (i = 0; i < LOCK_BITS; i++) {
         uint64_t bit = 1ull << i;
 
         /* QEMU's hint ("Is another process using the image?") is not sent over QMP. */
-        if ((perm & bit) && byte_locked_elsewhere(s->fd, LOCK_SHARED_BASE + i)) {
-            error_setg(errp, "Failed to get \"%s\" lock", lock_names[i]);
+        if ((perm & bit) && byte_locked_elsewhere(fd, LOCK_SHARED_BASE + i)) {
+            error_setg(errp, "Failed to get \"%s\" lock",
+                       bdrv_perm_names(bit, name, sizeof(name)));
             return -EAGAIN;
         }
-        if (!(shared & bit) && byte_locked_elsewhere(s->fd, LOCK_PERM_BASE + i)) {
-            error_setg(errp, "Failed to get shared \"%s\" lock", lock_names[i]);
+        if ((unshared & bit) && byte_locked_elsewhere(fd, LOCK_PERM_BASE + i)) {
+            error_setg(errp, "Failed to get shared \"%s\" lock",
+                       bdrv_perm_names(bit, name, sizeof(name)));
             return -EAGAIN;
         }
     }
     return 0;
+}
+
+static int file_check_perm(BlockDriverState *bs, uint64_t perm, uint64_t shared,
+                           Error **errp)
+{
+    BDRVFileState *s = bs->opaque;
+
+    return s->locking ? locks_clash(s->fd, perm, ~shared, errp) : 0;
 }
 
 static void file_set_perm(BlockDriverState *bs, uint64_t perm, uint64_t shared)
@@ -630,18 +633,8 @@ static int file_create(BlockdevCreateOptions *options, Error **errp)
                              LOCK_PERM_BASE + i);
         }
     }
-    /* QEMU's hint ("Is another process using the image?") is not sent over QMP. */
-    for (i = 0; i < LOCK_BITS && ret == 0; i++) {
-        if ((perm & (1ULL << i)) &&
-            byte_locked_elsewhere(fd, LOCK_SHARED_BASE + i)) {
-            error_setg(errp, "Failed to get \"%s\" lock", lock_names[i]);
-            ret = -EAGAIN;
-        } else if ((unshared & (1ULL << i)) &&
-                   byte_locked_elsewhere(fd, LOCK_PERM_BASE + i)) {
-            error_setg(errp, "Failed to get shared \"%s\" lock",
-                       lock_names[i]);
-            ret = -EAGAIN;
-        }
+    if (ret == 0) {
+        ret = locks_clash(fd, perm, unshared, errp);
     }
 
     if (ret == 0 && ftruncate(fd, 0) < 0) {

@@ -36,6 +36,7 @@ typedef struct MirrorJob {
     BlockDriverState *mirror_top;   /* the filter, until completion */
     BlockDriverState *source;
     BlockDriverState *base_bs;
+    BlockDriverState *filtered_base;    /* what the copy stops above */
     BlockBackend *base;
     BdrvDirtyBitmap *dirty;     /* on the source: what the base lacks */
     BlockdevOnError on_error;
@@ -168,7 +169,7 @@ static int mark_allocated(MirrorJob *s, int64_t len)
         }
         /* As a request: a drained section waits for it. */
         blk_io_begin(s->common.blk);
-        ret = bdrv_block_status_above(s->source, s->base_bs, false, offset,
+        ret = bdrv_block_status_above(s->source, s->filtered_base, false, offset,
                                       len - offset, &n, &depth);
         blk_io_end(s->common.blk);
         if (ret < 0) {
@@ -380,6 +381,7 @@ BlockJob *commit_active_start(const char *job_id, BlockDriverState *bs,
     }
     s->source = bs;
     s->base_bs = base;
+    s->filtered_base = commit_filtered_base(bdrv_filter_or_cow_bs(bs), base);
     s->on_error = on_error;
     s->granularity = bdrv_get_default_bitmap_granularity(base);
     s->dirty = bdrv_create_dirty_bitmap(bs, s->granularity, NULL, &error_abort);

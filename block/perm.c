@@ -11,8 +11,9 @@
 
 #include "block/core.h"
 
+/* QEMU's names, as its permission and lock errors show them. */
 static const char *const perm_names[] = {
-    "consistent-read", "write", "write-unchanged", "resize",
+    "consistent read", "write", "write unchanged", "resize",
 };
 
 const char *bdrv_perm_names(uint64_t perm, char *buf, size_t size)

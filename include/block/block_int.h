@@ -304,6 +304,12 @@ int bdrv_copy_range_to(BlockDriverState *src, int64_t src_offset,
 void bdrv_inc_in_flight(void);
 void bdrv_dec_in_flight(void);
 /*
+ * The names of the permissions in perm, comma-separated, in buf (128
+ * bytes hold them all): "consistent read", "write", ... as QEMU's errors
+ * show them. Returns buf.
+ */
+const char *bdrv_perm_names(uint64_t perm, char *buf, size_t size);
+/*
  * While held, every write to bs (data, zeroes, discard, the target side
  * of a copy offload) waits for the requests in flight on bs that it
  * overlaps, reads included, and holds back those that come after it

@@ -45,10 +45,18 @@ BlockJob *commit_active_start(const char *job_id, BlockDriverState *bs,
                               const char *filter_node_name, Error **errp);
 
 /*
+ * The topmost of the filters right on base in from's chain, base if there
+ * are none (QEMU's filtered base, below its base_overlay): they show
+ * base's data as it is, so a commit copies what the layers above it hold.
+ */
+BlockDriverState *commit_filtered_base(BlockDriverState *from,
+                                       BlockDriverState *base);
+/*
  * Holds the layers from `from` down to base (excluded) for a commit job as
  * its "intermediate node"s: they leave the chain and are inconsistent
  * meanwhile, so the job shares only `shared` (writes, or the base could
- * not be written). *from_blk, if given, is from's BlockBackend.
+ * not be written), and consistent reads of the filters right on base
+ * too, as QEMU. *from_blk, if given, is from's BlockBackend.
  */
 bool commit_block_intermediates(BlockJob *job, BlockDriverState *from,
                                 BlockDriverState *base, uint64_t shared,
