@@ -230,7 +230,8 @@ static int commit_run(Job *job, Error **errp)
         }
         /* As a request: a drained section waits for it. */
         blk_io_begin(s->top);
-        ret = bdrv_block_status_above(s->top_bs, s->filtered_base, false, offset,
+        ret = bdrv_block_status_above(s->top_bs, s->filtered_base, false,
+                                      offset,
                                       MIN(len - offset, COMMIT_BUFFER_SIZE),
                                       &n, &depth);
         blk_io_end(s->top);

@@ -79,7 +79,7 @@ void bdrv_serialise_writes_ref(BlockDriverState *bs)
 
 void bdrv_serialise_writes_unref(BlockDriverState *bs)
 {
-    g_atomic_int_dec_and_test(&bs->core->serialise_writes);
+    g_atomic_int_add(&bs->core->serialise_writes, -1);
 }
 
 static bool serialises_writes(BlockDriverState *bs)

@@ -169,8 +169,8 @@ static int mark_allocated(MirrorJob *s, int64_t len)
         }
         /* As a request: a drained section waits for it. */
         blk_io_begin(s->common.blk);
-        ret = bdrv_block_status_above(s->source, s->filtered_base, false, offset,
-                                      len - offset, &n, &depth);
+        ret = bdrv_block_status_above(s->source, s->filtered_base, false,
+                                      offset, len - offset, &n, &depth);
         blk_io_end(s->common.blk);
         if (ret < 0) {
             return ret;

@@ -53,6 +53,22 @@ class CommitTestCase(ChainTestCase):
                     (b.get('name'), b['count'], b['recording']))
         return out
 
+    def small_chain(self, binary, layers):
+        """A daemon not started yet, and in its directory the chain of
+        layers, (name, size, qemu-io command) from the base up, each the
+        backing file of the next."""
+        d = iotests.Daemon(self, name=os.path.basename(binary))
+        backing = None
+        for layer, size, cmd in layers:
+            path = d.path(layer + '.qcow2')
+            args = ['qemu-img', 'create', '-q', '-f', 'qcow2', path, size]
+            if backing:
+                args[5:5] = ['-b', backing, '-F', 'qcow2']
+            iotests.run(*args, check=True)
+            iotests.run('qemu-io', '-c', cmd, path, check=True)
+            backing = path
+        return d
+
     def without(self, got, node, names):
         """got with blkd's merged bitmaps left out (QEMU has none)."""
         got = dict(got)
@@ -303,19 +319,9 @@ class GrowBaseTest(CommitTestCase):
     the headers."""
 
     def run_grow(self, binary, active):
-        d = iotests.Daemon(self, name=os.path.basename(binary))
-        backing = None
-        for layer, size, cmd in (('base', '1M', 'write -P 0x11 0 1M'),
-                                 ('mid', '3M', 'write -P 0x22 512k 2M'),
-                                 ('top', '3M', 'write -P 0x33 2M 64k')):
-            args = ['qemu-img', 'create', '-q', '-f', 'qcow2',
-                    d.path(layer + '.qcow2'), size]
-            if backing:
-                args[5:5] = ['-b', backing, '-F', 'qcow2']
-            iotests.run(*args, check=True)
-            iotests.run('qemu-io', '-c', cmd, d.path(layer + '.qcow2'),
-                        check=True)
-            backing = d.path(layer + '.qcow2')
+        d = self.small_chain(binary, (('base', '1M', 'write -P 0x11 0 1M'),
+                                      ('mid', '3M', 'write -P 0x22 512k 2M'),
+                                      ('top', '3M', 'write -P 0x33 2M 64k')))
         committed = to_raw(d.path('top.qcow2' if active else 'mid.qcow2'),
                            d.path('want.raw'))
         d.start(binary, '--blockdev', 'driver=qcow2,node-name=top,'
@@ -358,19 +364,9 @@ class FilterOnBaseTest(CommitTestCase):
     the base, as in QEMU."""
 
     def run_filter(self, binary, active):
-        d = iotests.Daemon(self, name=os.path.basename(binary))
-        backing = None
-        for layer, cmd in (('base', 'write -P 0x11 0 1M'),
-                           ('mid', 'write -P 0x22 512k 1M'),
-                           ('top', 'write -P 0x33 1M 64k')):
-            args = ['qemu-img', 'create', '-q', '-f', 'qcow2',
-                    d.path(layer + '.qcow2'), '4M']
-            if backing:
-                args[5:5] = ['-b', backing, '-F', 'qcow2']
-            iotests.run(*args, check=True)
-            iotests.run('qemu-io', '-c', cmd, d.path(layer + '.qcow2'),
-                        check=True)
-            backing = d.path(layer + '.qcow2')
+        d = self.small_chain(binary, (('base', '4M', 'write -P 0x11 0 1M'),
+                                      ('mid', '4M', 'write -P 0x22 512k 1M'),
+                                      ('top', '4M', 'write -P 0x33 1M 64k')))
         committed = to_raw(d.path('top.qcow2' if active else 'mid.qcow2'),
                            d.path('want.raw'))
         args = []
