@@ -233,8 +233,13 @@ class ActiveCommitTest(CommitTestCase):
         self.check_images(d, 'base.qcow2', 'mid.qcow2', 'top.qcow2')
         self.assertSameImage(self.expected(d, 'want.raw', before, GUEST_WRITES),
                              now)
-        # Ready, the base holds the disk: after the switch it is the disk.
-        self.assertSameImage(now, to_raw(d.path('base.qcow2'), d.path('base.raw')))
+        # Completed, or cancelled softly (the rest copied), the base holds
+        # the disk. A forced cancel may leave the last writes behind: the
+        # zeroes at 2560k, over data mirrored before, add nothing to bb's
+        # count, so the job may not have copied them yet.
+        if verb != 'job-cancel':
+            self.assertSameImage(now, to_raw(d.path('base.qcow2'),
+                                             d.path('base.raw')))
         self.assertSameImage(now, to_raw(d.path('top.qcow2'), d.path('top.raw')))
         return {'events': events, 'ready': ready, 'after': after, 'exports': exports, 'bitmaps': bitmaps,
                 'header': self.image_info(d, 'top.qcow2')}
