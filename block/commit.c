@@ -153,19 +153,11 @@ static int commit_top_preadv(BlockDriverState *bs, int64_t offset,
  * QEMU's: consistent reads for its users without asking them of the chain
  * below, where the job writes.
  */
-static void commit_top_child_perm(BlockDriverState *bs, BdrvChild *c,
-                                  uint64_t perm, uint64_t shared,
-                                  uint64_t *child_perm, uint64_t *child_shared)
-{
-    *child_perm = 0;
-    *child_shared = BLK_PERM_ALL;
-}
-
 /* Read-only: the core refuses writes before they reach it. */
 static const BlockDriver bdrv_commit_top = {
     .format_name = "commit_top",
     .is_filter = true,
-    .child_perm = commit_top_child_perm,
+    .child_perm = bdrv_child_perm_none,
     .getlength = commit_top_getlength,
     .preadv = commit_top_preadv,
 };

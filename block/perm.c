@@ -83,6 +83,14 @@ void bdrv_default_child_perm(BlockDriverState *parent, BdrvChildRole role,
     }
 }
 
+void bdrv_child_perm_none(BlockDriverState *bs, BdrvChild *c, uint64_t perm,
+                          uint64_t shared, uint64_t *child_perm,
+                          uint64_t *child_shared)
+{
+    *child_perm = 0;
+    *child_shared = BLK_PERM_ALL;
+}
+
 typedef struct SavedEdge {
     BdrvChild *edge;
     uint64_t perm, shared;

@@ -64,19 +64,10 @@ static int snapshot_access_block_status(BlockDriverState *bs, bool want_zero,
                                           bytes, pnum, map, file);
 }
 
-static void snapshot_access_child_perm(BlockDriverState *bs, BdrvChild *c,
-                                       uint64_t perm, uint64_t shared,
-                                       uint64_t *child_perm,
-                                       uint64_t *child_shared)
-{
-    *child_perm = 0;
-    *child_shared = BLK_PERM_ALL;
-}
-
 const BlockDriver bdrv_snapshot_access = {
     .format_name = "snapshot-access",
     .open = snapshot_access_open,
-    .child_perm = snapshot_access_child_perm,
+    .child_perm = bdrv_child_perm_none,
     .getlength = snapshot_access_getlength,
     .preadv = snapshot_access_preadv,
     .pwritev = snapshot_access_pwritev,

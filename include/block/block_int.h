@@ -304,6 +304,13 @@ int bdrv_copy_range_to(BlockDriverState *src, int64_t src_offset,
 void bdrv_inc_in_flight(void);
 void bdrv_dec_in_flight(void);
 /*
+ * A child_perm for a node that needs nothing of its children and lets
+ * others do anything there (commit_top, snapshot-access, as in QEMU).
+ */
+void bdrv_child_perm_none(BlockDriverState *bs, BdrvChild *c, uint64_t perm,
+                          uint64_t shared, uint64_t *child_perm,
+                          uint64_t *child_shared);
+/*
  * The names of the permissions in perm, comma-separated, in buf (128
  * bytes hold them all): "consistent read", "write", ... as QEMU's errors
  * show them. Returns buf.
