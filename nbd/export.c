@@ -8,10 +8,9 @@
  * - Everything here runs on the main thread, except the functions named
  *   _locked and nbd_client_finished(), which client threads call.
  * - An export lives from block-export-add to block-export-del (or
- *   nbd-server-stop); refcount counts the user and each attached client.
- *   block-export-del takes it out of the name table (no new clients),
- *   breaks and reaps its clients and drops the user's reference, which
- *   deletes it: its BlockBackend is detached, its bitmaps are free and
+ *   nbd-server-stop), which takes it out of the name table (no new
+ *   clients), breaks and reaps its clients and deletes it: its
+ *   BlockBackend is detached, its bitmaps are free and
  *   BLOCK_EXPORT_DELETED is sent before the command returns.
  * - A client is created by the accept watch and freed here only, on the
  *   main thread: when its threads end they ask for it (an idle source
@@ -81,9 +80,7 @@ GList *nbd_export_table_locked(void)
 
 void nbd_export_attach_locked(NbdExport *exp, NbdClient *client)
 {
-    g_assert(exp->in_table);
     exp->clients = g_list_append(exp->clients, client);
-    exp->refcount++;
 }
 
 static gboolean client_finished_cb(gpointer data);
@@ -129,14 +126,14 @@ static NbdExport *export_find_id(const char *id)
 }
 
 /*
- * The last reference is gone: detach from the node, free the bitmaps and
- * tell the user.
+ * Out of the table and without clients: detach from the node, free the
+ * bitmaps and tell the user.
  */
 static void export_delete(NbdExport *exp)
 {
     size_t i;
 
-    g_assert(exp->refcount == 0 && !exp->in_table && !exp->clients);
+    g_assert(!exp->clients);
     exports = g_list_remove(exports, exp);
     blk_unref(exp->blk);
     for (i = 0; i < exp->nr_contexts; i++) {
@@ -158,27 +155,14 @@ static void export_delete(NbdExport *exp)
     g_free(exp);
 }
 
-/* Drops one reference, taken by the user or by a client. */
-static void export_unref(NbdExport *exp)
-{
-    int refcount;
-
-    g_mutex_lock(&nbd_exports_lock);
-    refcount = --exp->refcount;
-    g_mutex_unlock(&nbd_exports_lock);
-    if (refcount == 0) {
-        export_delete(exp);
-    }
-}
-
 static void client_reap(NbdClient *client);
 static void update_accept_watch(void);
 
 /*
  * block-export-del and nbd-server-stop: hides the export from new
  * clients, breaks the connections of those attached, waits for them and
- * drops the user's reference, so the export (and with it the bitmaps it
- * keeps busy) is gone when the command returns. Client threads never wait
+ * deletes it, so the export (and with it the bitmaps it keeps busy) is
+ * gone when the command returns. Client threads never wait
  * for the main thread, so waiting for them here cannot deadlock.
  */
 static void export_request_shutdown(NbdExport *exp)
@@ -187,7 +171,6 @@ static void export_request_shutdown(NbdExport *exp)
 
     g_mutex_lock(&nbd_exports_lock);
     export_table = g_list_remove(export_table, exp);
-    exp->in_table = false;
     clients = g_list_copy(exp->clients);
     for (l = clients; l; l = l->next) {
         nbd_client_close(l->data);
@@ -200,7 +183,7 @@ static void export_request_shutdown(NbdExport *exp)
         update_accept_watch();
     }
     g_list_free(clients);
-    export_unref(exp);
+    export_delete(exp);
 }
 
 /*
@@ -381,11 +364,8 @@ bool qmp_block_export_add(BlockExportOptions *arg, Error **errp)
         bdrv_dirty_bitmap_set_busy(bm, true);
         bdrv_ref(bdrv_dirty_bitmap_bs(bm));
     }
-    exp->refcount = 1;
-
     exports = g_list_prepend(exports, exp);
     g_mutex_lock(&nbd_exports_lock);
-    exp->in_table = true;
     export_table = g_list_append(export_table, exp);
     g_mutex_unlock(&nbd_exports_lock);
     return true;
@@ -490,9 +470,6 @@ static void client_reap(NbdClient *client)
     }
     g_mutex_unlock(&nbd_exports_lock);
     nbd_client_free(client);
-    if (exp) {
-        export_unref(exp);
-    }
 }
 
 static gboolean client_finished_cb(gpointer data)

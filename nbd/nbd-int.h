@@ -62,9 +62,7 @@ typedef struct NbdExport {
     size_t nr_contexts;
 
     /* Under nbd_exports_lock. */
-    bool in_table;          /* clients can find it by name */
     GList *clients;         /* NbdClient *, attached by GO/EXPORT_NAME */
-    int refcount;           /* the user's + one per attached client */
 } NbdExport;
 
 extern GMutex nbd_exports_lock;
@@ -76,8 +74,9 @@ NbdExport *nbd_export_find_locked(const char *name);
 /* The exports in the order they were added (for NBD_OPT_LIST). */
 GList *nbd_export_table_locked(void);
 /*
- * Under nbd_exports_lock: attaches client to exp (a reference that
- * nbd_client_reap() drops on the main thread).
+ * Under nbd_exports_lock, in the same section as the lookup that found
+ * exp: attaches client to exp, which then lives until the main thread has
+ * reaped the client.
  */
 void nbd_export_attach_locked(NbdExport *exp, NbdClient *client);
 /* Called by a client's thread as its very last act: asks to be reaped. */
