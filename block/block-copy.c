@@ -16,9 +16,10 @@
 
 #include "block/block-copy.h"
 #include "block/block_int.h"
+#include "util/range.h"
 
 struct BlockCopyTask {
-    int64_t start, end;
+    Range range;            /* first: the tasks list is a range list */
 };
 
 struct BlockCopyState {
@@ -31,7 +32,7 @@ struct BlockCopyState {
     bool fleecing;          /* the target's chain holds the source */
     gint use_copy_range;    /* atomic: offload until it first fails */
     GMutex lock;
-    GCond cond;             /* a copy in flight finished */
+    GCond cond;             /* a copy in flight, or a timed call, ended */
     GList *tasks;           /* BlockCopyTask *, in flight */
     int64_t next;           /* where the next background claim looks first */
     GThreadPool *pool;      /* timed block_copy() calls; made at the first */
@@ -132,20 +133,6 @@ void block_copy_set_compress(BlockCopyState *s, bool compress)
     }
 }
 
-static BlockCopyTask *overlapping_task(BlockCopyState *s, int64_t start, int64_t end)
-{
-    GList *l;
-
-    for (l = s->tasks; l; l = l->next) {
-        BlockCopyTask *t = l->data;
-
-        if (t->start < end && start < t->end) {
-            return t;
-        }
-    }
-    return NULL;
-}
-
 /*
  * Under s->lock: claims the first run of dirty clusters in [start, end),
  * at most max_len bytes. Returns false if none is dirty.
@@ -164,8 +151,8 @@ static bool claim(BlockCopyState *s, int64_t start, int64_t end, int64_t max_len
            bdrv_dirty_bitmap_get(s->copy_bitmap, last)) {
         last += s->cluster_size;
     }
-    task->start = first;
-    task->end = MIN(last, s->len);
+    task->range.start = first;
+    task->range.end = MIN(last, s->len);
     bdrv_reset_dirty_bitmap(s->copy_bitmap, first,
                             MIN(last, s->len) - first);
     s->tasks = g_list_prepend(s->tasks, task);
@@ -177,12 +164,13 @@ static void release(BlockCopyState *s, BlockCopyTask *task, bool failed)
     g_mutex_lock(&s->lock);
     s->tasks = g_list_remove(s->tasks, task);
     if (failed) {
-        bdrv_set_dirty_bitmap(s->copy_bitmap, task->start, task->end - task->start);
+        bdrv_set_dirty_bitmap(s->copy_bitmap, task->range.start,
+                              task->range.end - task->range.start);
     }
     g_cond_broadcast(&s->cond);
     g_mutex_unlock(&s->lock);
     if (!failed && s->progress) {
-        s->progress(s->progress_opaque, task->end - task->start);
+        s->progress(s->progress_opaque, task->range.end - task->range.start);
     }
 }
 
@@ -292,7 +280,8 @@ static void copy_call(BlockCopyCall *call)
 
         g_mutex_lock(&s->lock);
         /* A copy of these clusters under way: wait, it may be all we need. */
-        while (!call->abandoned && overlapping_task(s, call->start, call->end)) {
+        while (!call->abandoned &&
+               range_list_find(s->tasks, call->start, call->end)) {
             g_cond_wait(&s->cond, &s->lock);
         }
         if (call->abandoned ||
@@ -301,7 +290,8 @@ static void copy_call(BlockCopyCall *call)
             break;
         }
         g_mutex_unlock(&s->lock);
-        ret = copy_clusters(s, task.start, task.end, &call->error_is_read);
+        ret = copy_clusters(s, task.range.start, task.range.end,
+                            &call->error_is_read);
         release(s, &task, ret < 0);
     }
     call->ret = ret;
@@ -367,6 +357,17 @@ int block_copy(BlockCopyState *s, int64_t offset, int64_t bytes,
     if (!timeout_ns) {
         copy_call(call);
     } else {
+        bool copied;
+
+        /* Mostly there is nothing to copy: no thread to hand it to then. */
+        g_mutex_lock(&s->lock);
+        copied = bdrv_dirty_bitmap_next_dirty(s->copy_bitmap, call->start,
+                                              call->end - call->start) < 0 &&
+                 !range_list_find(s->tasks, call->start, call->end);
+        g_mutex_unlock(&s->lock);
+        if (copied) {
+            return 0;
+        }
         /* The pool's thread may outlive this frame. */
         call = g_memdup2(&local, sizeof(local));
         if (!copy_call_timed(s, call, timeout_ns)) {
@@ -409,7 +410,7 @@ BlockCopyTask *block_copy_claim(BlockCopyState *s, int64_t max_chunk)
     claimed = claim(s, s->next, s->len, max_chunk, task) ||
               claim(s, 0, s->next, max_chunk, task);
     if (claimed) {
-        s->next = task->end;
+        s->next = task->range.end;
     }
     g_mutex_unlock(&s->lock);
     if (!claimed) {
@@ -421,12 +422,13 @@ BlockCopyTask *block_copy_claim(BlockCopyState *s, int64_t max_chunk)
 
 int64_t block_copy_task_bytes(const BlockCopyTask *task)
 {
-    return task->end - task->start;
+    return task->range.end - task->range.start;
 }
 
 int block_copy_run(BlockCopyState *s, BlockCopyTask *task, bool *error_is_read)
 {
-    int ret = copy_clusters(s, task->start, task->end, error_is_read);
+    int ret = copy_clusters(s, task->range.start, task->range.end,
+                            error_is_read);
 
     release(s, task, ret < 0);
     g_free(task);

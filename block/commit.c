@@ -326,10 +326,12 @@ BlockDriverState *commit_filtered_base(BlockDriverState *from,
 }
 
 bool commit_block_intermediates(BlockJob *job, BlockDriverState *from,
-                                BlockDriverState *base, uint64_t shared,
-                                BlockBackend **from_blk, Error **errp)
+                                BlockDriverState *base,
+                                BlockDriverState *filtered_base,
+                                uint64_t shared, BlockBackend **from_blk,
+                                Error **errp)
 {
-    BlockDriverState *iter, *filtered_base = commit_filtered_base(from, base);
+    BlockDriverState *iter;
 
     for (iter = from; iter != base; iter = bdrv_filter_or_cow_bs(iter)) {
         BlockBackend *blk;
@@ -397,8 +399,9 @@ BlockJob *commit_start(const char *job_id, BlockDriverState *bs,
         bdrv_unref(g_steal_pointer(&s->commit_top));
         goto fail;
     }
-    if (!commit_block_intermediates(&s->common, top, base, shared, &s->top,
-                                    errp)) {
+    s->filtered_base = commit_filtered_base(top, base);
+    if (!commit_block_intermediates(&s->common, top, base, s->filtered_base,
+                                    shared, &s->top, errp)) {
         goto fail;
     }
     s->base = block_job_add_bdrv(&s->common, "base", base, base_perm,
@@ -409,7 +412,6 @@ BlockJob *commit_start(const char *job_id, BlockDriverState *bs,
     }
     s->top_bs = top;
     s->base_bs = base;
-    s->filtered_base = commit_filtered_base(top, base);
     s->on_error = on_error;
     s->backing_file = g_strdup(backing_file);
     return &s->common;

@@ -24,10 +24,7 @@
 
 #include "block/block_int.h"
 #include "block/copy-before-write.h"
-
-typedef struct SnapshotRead {
-    int64_t start, end;
-} SnapshotRead;
+#include "util/range.h"
 
 typedef struct BDRVCbwState {
     BdrvChild *target;
@@ -43,7 +40,7 @@ typedef struct BDRVCbwState {
      */
     GMutex lock;
     GCond cond;                 /* a snapshot read of the source finished */
-    GList *reads;               /* SnapshotRead *: reading the source */
+    GList *reads;               /* Range *: reading the source */
     int snapshot_error;         /* atomic: set once, then reads of the snapshot fail */
 } BDRVCbwState;
 
@@ -118,20 +115,6 @@ static int64_t cbw_getlength(BlockDriverState *bs)
     return bdrv_child_getlength(bs->file);
 }
 
-static bool reading_source(BDRVCbwState *s, int64_t start, int64_t end)
-{
-    GList *l;
-
-    for (l = s->reads; l; l = l->next) {
-        SnapshotRead *r = l->data;
-
-        if (r->start < end && start < r->end) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* What makes the target the snapshot: copy first, then let the write go. */
 static int copy_before_write(BlockDriverState *bs, int64_t offset, int64_t bytes)
 {
@@ -157,7 +140,7 @@ static int copy_before_write(BlockDriverState *bs, int64_t offset, int64_t bytes
         bdrv_set_dirty_bitmap(s->done_bitmap, start, end - start);
     }
     /* Who reads the old data from the source must finish first. */
-    while (reading_source(s, start, end)) {
+    while (range_list_find(s->reads, start, end)) {
         g_cond_wait(&s->cond, &s->lock);
     }
     g_mutex_unlock(&s->lock);
@@ -279,7 +262,7 @@ int bdrv_cbw_snapshot_error(BlockDriverState *filter)
  */
 static int snapshot_read_begin(BlockDriverState *bs, int64_t offset,
                                int64_t bytes, int64_t *pnum, BdrvChild **child,
-                               SnapshotRead *read)
+                               Range *read)
 {
     BDRVCbwState *s = bs->opaque;
     int64_t covered;
@@ -308,7 +291,7 @@ static int snapshot_read_begin(BlockDriverState *bs, int64_t offset,
  * newer, so it fails.
  */
 static int snapshot_read_end(BlockDriverState *bs, BdrvChild *child,
-                             SnapshotRead *read)
+                             Range *read)
 {
     BDRVCbwState *s = bs->opaque;
     int ret = 0;
@@ -335,7 +318,7 @@ int bdrv_cbw_preadv_snapshot(BlockDriverState *bs, int64_t offset,
         return -ENOTSUP;
     }
     while (bytes > 0 && ret == 0) {
-        SnapshotRead read;
+        Range read;
         BdrvChild *child;
         int64_t n;
         int end_ret;
@@ -359,7 +342,7 @@ int bdrv_cbw_snapshot_block_status(BlockDriverState *bs, bool want_zero,
                                    int64_t *pnum, int64_t *map,
                                    BlockDriverState **file)
 {
-    SnapshotRead read;
+    Range read;
     BdrvChild *child;
     int64_t n;
     int ret, end_ret;

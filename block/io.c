@@ -11,7 +11,8 @@
  * are tracked: a read-modify-write waits for every overlapping write and
  * is waited for by them; aligned writes do not wait for each other
  * (overlapping aligned writes are the caller's business, as on a disk).
- * Nodes with byte alignment never read-modify-write and take no lock.
+ * Nodes with byte alignment never read-modify-write and take no lock
+ * (unless fleecing, below).
  *
  * Fleecing: while bdrv_serialise_writes_ref() holds a node, reads are
  * tracked too and every write is serialising, so a write waits for the
@@ -22,6 +23,7 @@
 
 #include "block/core.h"
 #include "block/dirty-bitmap.h"
+#include "util/range.h"
 
 #define ZERO_CHUNK (1 << 20)    /* largest zero buffer the fallback writes */
 
@@ -54,7 +56,7 @@ retry:
     for (l = core->tracked; l; l = l->next) {
         BdrvTrackedRequest *r = l->data;
 
-        if (r->start < req->end && req->start < r->end &&
+        if (ranges_overlap(r->start, r->end, req->start, req->end) &&
             (r->serialising || req->serialising)) {
             g_cond_wait(&core->req_cond, &core->req_lock);
             goto retry;

@@ -375,13 +375,14 @@ BlockJob *commit_active_start(const char *job_id, BlockDriverState *bs,
     if (!s->base) {
         goto fail_job;
     }
+    s->filtered_base = commit_filtered_base(bdrv_filter_or_cow_bs(bs), base);
     if (!commit_block_intermediates(&s->common, bdrv_filter_or_cow_bs(bs),
-                                    base, shared, NULL, errp)) {
+                                    base, s->filtered_base, shared, NULL,
+                                    errp)) {
         goto fail_job;
     }
     s->source = bs;
     s->base_bs = base;
-    s->filtered_base = commit_filtered_base(bdrv_filter_or_cow_bs(bs), base);
     s->on_error = on_error;
     s->granularity = bdrv_get_default_bitmap_granularity(base);
     s->dirty = bdrv_create_dirty_bitmap(bs, s->granularity, NULL, &error_abort);

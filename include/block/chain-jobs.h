@@ -56,11 +56,14 @@ BlockDriverState *commit_filtered_base(BlockDriverState *from,
  * its "intermediate node"s: they leave the chain and are inconsistent
  * meanwhile, so the job shares only `shared` (writes, or the base could
  * not be written), and consistent reads of the filters right on base
- * too, as QEMU. *from_blk, if given, is from's BlockBackend.
+ * too (from filtered_base, commit_filtered_base()'s), as QEMU. *from_blk,
+ * if given, is from's BlockBackend.
  */
 bool commit_block_intermediates(BlockJob *job, BlockDriverState *from,
-                                BlockDriverState *base, uint64_t shared,
-                                BlockBackend **from_blk, Error **errp);
+                                BlockDriverState *base,
+                                BlockDriverState *filtered_base,
+                                uint64_t shared, BlockBackend **from_blk,
+                                Error **errp);
 /*
  * From a commit's thread: grows base to len if it is shorter, as QEMU's
  * commits do, on the main thread (resizes are its). 0 or -errno.
