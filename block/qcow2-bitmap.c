@@ -648,16 +648,6 @@ static int switch_directory(BlockDriverState *bs, GPtrArray *list)
     return ret;
 }
 
-/* Stores the autoclear bits as s has them, flushed. Under s->lock. */
-static int store_autoclear(BlockDriverState *bs)
-{
-    BDRVQcow2State *s = bs->opaque;
-    int ret = qcow2_header_store(bs, offsetof(Qcow2Header, autoclear_features),
-                                 s->autoclear_features, 8);
-
-    return ret < 0 ? ret : bdrv_flush(bs->file->bs);
-}
-
 /*
  * Rewrites the directory where it is with the flags of list (the same
  * entries otherwise), as QEMU marks bitmaps in use: the autoclear bit is
@@ -676,7 +666,7 @@ static int rewrite_directory_in_place(BlockDriverState *bs, GPtrArray *list)
     g_assert(size == s->bitmap_directory_size);
     g_mutex_lock(&s->lock);
     s->autoclear_features &= ~QCOW2_AUTOCLEAR_BITMAPS;
-    ret = store_autoclear(bs);
+    ret = qcow2_store_autoclear(bs);
     if (ret == 0) {
         ret = bdrv_pwrite(bs->file, s->bitmap_directory_offset, size, dir, 0);
     }
@@ -685,7 +675,7 @@ static int rewrite_directory_in_place(BlockDriverState *bs, GPtrArray *list)
     }
     if (ret == 0) {
         s->autoclear_features |= QCOW2_AUTOCLEAR_BITMAPS;
-        ret = store_autoclear(bs);
+        ret = qcow2_store_autoclear(bs);
     }
     if (ret < 0) {
         s->autoclear_features &= ~QCOW2_AUTOCLEAR_BITMAPS;

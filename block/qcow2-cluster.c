@@ -1,13 +1,13 @@
 /*
  * qcow2: the guest-to-host mapping. The L1 table lives in memory (host
- * order), its changed entries listed; L2 tables are cached (host order,
- * converted when loaded and when written back). An entry is only set to
- * clusters whose refcount is raised (in the cache) and, for L2, whose
- * data is written. The write-back writes the refcounts, flushes, writes
- * the L2 tables, flushes, and writes the L1 entries, so on disk no entry
- * points at a cluster whose refcount or content is not stable. An entry
- * is cleared before the refcount of what it pointed at drops (after a
- * flush). Everything here runs under s->lock, except
+ * order), with the range of its changed entries; L2 tables are cached
+ * (host order, converted when loaded and when written back). An entry is
+ * only set to clusters whose refcount is raised (in the cache) and, for
+ * L2, whose data is written. The write-back writes the refcounts,
+ * flushes, writes the L2 tables, flushes, and writes the L1 entries, so
+ * on disk no entry points at a cluster whose refcount or content is not
+ * stable. An entry is cleared before the refcount of what it pointed at
+ * drops (after a flush). Everything here runs under s->lock, except
  * qcow2_read_compressed() and qcow2_deflate_cluster().
  */
 #include <errno.h>
@@ -53,51 +53,23 @@ int qcow2_load_l1(BlockDriverState *bs, Error **errp)
     return 0;
 }
 
-/* Sets an L1 entry in memory; the write-back writes it. */
+/*
+ * Sets an L1 entry in memory; the write-back writes the range of changed
+ * entries whole, since those between are as on disk.
+ */
 static void set_l1_entry(BlockDriverState *bs, uint64_t l1_index,
                          uint64_t entry)
 {
     BDRVQcow2State *s = bs->opaque;
 
     s->l1_table[l1_index] = entry;
-    g_hash_table_add(s->l1_dirty, GUINT_TO_POINTER(l1_index + 1));
-}
-
-static gint compare_uint(gconstpointer a, gconstpointer b)
-{
-    guint x = GPOINTER_TO_UINT(*(gconstpointer *)a);
-    guint y = GPOINTER_TO_UINT(*(gconstpointer *)b);
-
-    return x < y ? -1 : x > y;
-}
-
-/* Writes the L1 entries set since their last write, a run at a time. */
-static int write_l1_entries(BlockDriverState *bs)
-{
-    BDRVQcow2State *s = bs->opaque;
-    guint n, i, j;
-    g_autofree gpointer *keys = g_hash_table_get_keys_as_array(s->l1_dirty,
-                                                                &n);
-    g_autofree uint64_t *be = g_new(uint64_t, n);
-
-    /* Keys are index + 1. */
-    qsort(keys, n, sizeof(*keys), compare_uint);
-    for (i = 0; i < n; i = j) {
-        uint64_t first = GPOINTER_TO_UINT(keys[i]) - 1;
-        int ret;
-
-        for (j = i; j < n && GPOINTER_TO_UINT(keys[j]) - 1 == first + j - i;
-             j++) {
-            be[j - i] = GUINT64_TO_BE(s->l1_table[first + j - i]);
-        }
-        ret = bdrv_pwrite(bs->file, s->l1_table_offset + first * 8,
-                          (j - i) * 8, be, 0);
-        if (ret < 0) {
-            return ret;     /* all stay listed, for the next try */
-        }
+    if (s->l1_dirty_lo < s->l1_dirty_hi) {
+        s->l1_dirty_lo = MIN(s->l1_dirty_lo, l1_index);
+        s->l1_dirty_hi = MAX(s->l1_dirty_hi, l1_index + 1);
+    } else {
+        s->l1_dirty_lo = l1_index;
+        s->l1_dirty_hi = l1_index + 1;
     }
-    g_hash_table_remove_all(s->l1_dirty);
-    return 0;
 }
 
 int qcow2_grow_l1(BlockDriverState *bs, uint32_t new_size)
@@ -287,15 +259,19 @@ void qcow2_set_l2_entries(BlockDriverState *bs, uint64_t *l2, uint64_t first,
     qcow2_cache_mark_dirty(s->l2_cache, l2, first * 8, (first + nb) * 8);
 }
 
-static int write_l2(BlockDriverState *bs, uint64_t offset, const void *data,
-                    size_t lo, size_t hi)
+/*
+ * Writes bytes [lo, hi) of a host-order table of entries (an L2 table,
+ * the L1 table) at offset, big-endian.
+ */
+static int write_entries(BlockDriverState *bs, uint64_t offset,
+                         const void *data, size_t lo, size_t hi)
 {
-    const uint64_t *l2 = data;
+    const uint64_t *table = data;
     g_autofree uint64_t *disk = g_new(uint64_t, (hi - lo) / 8);
     size_t i;
 
     for (i = 0; i < (hi - lo) / 8; i++) {
-        disk[i] = GUINT64_TO_BE(l2[lo / 8 + i]);
+        disk[i] = GUINT64_TO_BE(table[lo / 8 + i]);
     }
     return bdrv_pwrite(bs->file, offset + lo, hi - lo, disk, 0);
 }
@@ -304,16 +280,21 @@ int qcow2_write_back(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
     bool l2_dirty = qcow2_cache_is_dirty(s->l2_cache);
-    bool l1_dirty = g_hash_table_size(s->l1_dirty) > 0;
+    bool l1_dirty = s->l1_dirty_lo < s->l1_dirty_hi;
     int ret = qcow2_write_refcounts(bs, l2_dirty || l1_dirty);
 
     if (ret == 0 && l2_dirty) {
-        ret = qcow2_cache_write_back(s->l2_cache, bs, write_l2);
+        ret = qcow2_cache_write_back(s->l2_cache, bs, write_entries);
     }
     /* New tables before the L1 entries that link them. */
     if (ret >= 0 && l1_dirty) {
         ret = l2_dirty ? bdrv_flush(bs->file->bs) : 0;
-        ret = ret < 0 ? ret : write_l1_entries(bs);
+        ret = ret < 0 ? ret : write_entries(bs, s->l1_table_offset,
+                                            s->l1_table, s->l1_dirty_lo * 8,
+                                            s->l1_dirty_hi * 8);
+        if (ret == 0) {
+            s->l1_dirty_lo = s->l1_dirty_hi = 0;
+        }
     }
     return MIN(ret, 0);
 }
@@ -390,7 +371,8 @@ static uint64_t new_entry(BlockDriverState *bs, uint64_t old, int op,
 
 /*
  * Applies op to guest clusters [first, first + nb), one L2 table at a
- * time: entries written, then what they referenced freed (deferred).
+ * time: entries set in the cached table, what they referenced freed
+ * (deferred).
  */
 static int change_clusters(BlockDriverState *bs, uint64_t first, uint64_t nb,
                            int op, bool unmap, Qcow2FreeKind kind)
@@ -401,8 +383,6 @@ static int change_clusters(BlockDriverState *bs, uint64_t first, uint64_t nb,
         uint64_t l1_index = first >> s->l2_bits;
         uint64_t idx = first & (s->l2_size - 1);
         uint64_t n = MIN(nb, s->l2_size - idx), i, lo = n, hi = 0;
-        g_autofree uint64_t *entries = NULL;
-        g_autofree uint64_t *old = NULL;
         uint64_t *l2;
         int ret;
 
@@ -427,22 +407,18 @@ static int change_clusters(BlockDriverState *bs, uint64_t first, uint64_t nb,
             if (ret < 0) {
                 return ret;
             }
-            entries = g_new(uint64_t, hi - lo);
-            old = g_new(uint64_t, hi - lo);
-            memcpy(old, l2 + idx + lo, (hi - lo) * 8);
-            for (i = 0; i < hi - lo; i++) {
-                entries[i] = new_entry(bs, old[i], op, unmap);
-            }
-            qcow2_set_l2_entries(bs, l2, idx + lo, hi - lo, entries);
-            qcow2_cache_put(s->l2_cache, l2);
-            for (i = 0; i < hi - lo; i++) {
-                uint64_t was = old[i] & L2E_OFFSET_MASK;
+            for (i = idx + lo; i < idx + hi; i++) {
+                uint64_t old = l2[i];
 
-                if ((entries[i] & L2E_OFFSET_MASK) != was ||
-                    qcow2_cluster_type(s, old[i]) == QCOW2_CLUSTER_COMPRESSED) {
-                    qcow2_free_entry(bs, old[i], kind);
+                l2[i] = new_entry(bs, old, op, unmap);
+                if ((l2[i] & L2E_OFFSET_MASK) != (old & L2E_OFFSET_MASK) ||
+                    qcow2_cluster_type(s, old) == QCOW2_CLUSTER_COMPRESSED) {
+                    qcow2_free_entry(bs, old, kind);
                 }
             }
+            qcow2_cache_mark_dirty(s->l2_cache, l2, (idx + lo) * 8,
+                                   (idx + hi) * 8);
+            qcow2_cache_put(s->l2_cache, l2);
         }
         first += n;
         nb -= n;

@@ -413,14 +413,15 @@ static int write_data(BlockDriverState *bs, const WriteStep *w,
     return ret;
 }
 
-/* Points the step's L2 entries at the new clusters, then frees the old ones. */
+/*
+ * Points the step's L2 entries at the new clusters (in the cached table,
+ * written back later) and frees the old ones (deferred).
+ */
 static int link_l2(BlockDriverState *bs, const WriteStep *w)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t l1_index = w->first >> s->l2_bits;
     uint64_t idx = w->first & (s->l2_size - 1);
-    g_autofree uint64_t *entries = g_new(uint64_t, w->nb);
-    g_autofree uint64_t *old = g_new(uint64_t, w->nb);
     uint64_t *l2, i;
     int ret = qcow2_get_l2_for_write(bs, l1_index, &l2);
 
@@ -428,14 +429,15 @@ static int link_l2(BlockDriverState *bs, const WriteStep *w)
         return ret;
     }
     for (i = 0; i < w->nb; i++) {
-        old[i] = l2[idx + i];
-        entries[i] = (w->host + (i << s->cluster_bits)) | QCOW_OFLAG_COPIED;
+        uint64_t old = l2[idx + i];
+
+        l2[idx + i] = (w->host + (i << s->cluster_bits)) | QCOW_OFLAG_COPIED;
+        if (!w->reuse) {
+            qcow2_free_entry(bs, old, QCOW2_FREE_OTHER);
+        }
     }
-    qcow2_set_l2_entries(bs, l2, idx, w->nb, entries);
+    qcow2_cache_mark_dirty(s->l2_cache, l2, idx * 8, (idx + w->nb) * 8);
     qcow2_cache_put(s->l2_cache, l2);
-    for (i = 0; !w->reuse && i < w->nb; i++) {
-        qcow2_free_entry(bs, old[i], QCOW2_FREE_OTHER);
-    }
     return 0;
 }
 

@@ -14,7 +14,11 @@
  *   cluster;
  * - a new refcount block or table is written (and flushed, unless it sits
  *   in clusters never written before) before anything points at it.
- * So a crash leaks only the clusters of changes in flight, never more.
+ * So a crash never corrupts: it leaks at most the clusters of changes in
+ * flight and, where refcount blocks are written outside a full
+ * write-back (a crowded cache, a block counted by an existing one,
+ * qcow2_process_frees(), a bitmap directory switch), those allocated
+ * since the last write-back.
  *
  * Placement: new refcount blocks go right after the run they are created
  * for, so that runs of data stay contiguous; a bigger refcount table goes,

@@ -87,6 +87,15 @@ int qcow2_header_store(BlockDriverState *bs, size_t off, uint64_t value,
     return bdrv_pwrite(bs->file, off, len, buf, 0);
 }
 
+int qcow2_store_autoclear(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = qcow2_header_store(bs, offsetof(Qcow2Header, autoclear_features),
+                                 s->autoclear_features, 8);
+
+    return ret < 0 ? ret : bdrv_flush(bs->file->bs);
+}
+
 int qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -307,9 +316,6 @@ static void qcow2_free_state(BDRVQcow2State *s)
     qcow2_cache_free(s->l2_cache);
     qcow2_cache_free(s->rb_cache);
     g_free(s->l1_table);
-    if (s->l1_dirty) {
-        g_hash_table_destroy(s->l1_dirty);
-    }
     g_free(s->refcount_table);
     if (s->pending_frees) {
         g_array_free(s->pending_frees, true);
@@ -373,11 +379,7 @@ static int clear_autoclear(BlockDriverState *bs, Error **errp)
         return 0;
     }
     s->autoclear_features &= QCOW2_AUTOCLEAR_KEEP;
-    ret = qcow2_header_store(bs, offsetof(Qcow2Header, autoclear_features),
-                             s->autoclear_features, 8);
-    if (ret == 0) {
-        ret = bdrv_flush(bs->file->bs);
-    }
+    ret = qcow2_store_autoclear(bs);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Could not update qcow2 header");
     }
@@ -412,7 +414,6 @@ static int qcow2_open(BlockDriverState *bs, const BlockdevOptions *opts,
     g_queue_init(&s->host_io);
     s->pending_frees = g_array_new(false, false, sizeof(Qcow2PendingFree));
     s->deflaters = g_async_queue_new_full(qcow2_deflater_free);
-    s->l1_dirty = g_hash_table_new(NULL, NULL);
 
     if (!bdrv_open_child(bs, o->file, "file", BDRV_CHILD_FILE, errp)) {
         goto fail;

@@ -6,11 +6,14 @@
  * piece of metadata and is never held across guest data I/O; refcounts,
  * L2 and L1 entries change in memory and are written back at a flush in
  * that order, with flushes between, so that nothing on disk points at
- * what is not stable; new tables and header fields are written through
- * after what they point at; clusters are allocated exactly, and freed
- * only after the references to them were flushed away. A crash leaves
- * the image as of the last flush plus, at worst, leaked clusters from
- * changes in flight.
+ * what is not stable; new L2 tables go into the cache dirty, to be
+ * written back before their L1 entries; new L1 tables, refcount tables
+ * and blocks, and header fields are written through after what they
+ * point at; clusters are allocated exactly, and freed only after the
+ * references to them were flushed away. A crash leaves the image as of
+ * the last flush plus, at worst, leaked clusters: those of changes in
+ * flight, and those allocated since the last write-back when refcount
+ * blocks were written without one (the doc lists when).
  *
  * All on-disk numbers are big-endian. They are converted when a structure
  * is loaded (the header, the L1, L2 and refcount tables) and when a field
@@ -266,7 +269,7 @@ typedef struct BDRVQcow2State {
     bool broken;                /* corruption found: all I/O fails */
 
     uint64_t *l1_table;         /* host order */
-    GHashTable *l1_dirty;       /* indices + 1 changed since written */
+    uint32_t l1_dirty_lo, l1_dirty_hi;  /* entries [lo, hi) not yet written */
     uint32_t l1_size;
     uint64_t l1_table_offset;
     uint64_t *refcount_table;   /* host order */
@@ -320,6 +323,8 @@ uint8_t *qcow2_read_first_cluster(BlockDriverState *bs, Qcow2Header *h,
 /* Stores a big-endian field of len bytes at header offset off. */
 int qcow2_header_store(BlockDriverState *bs, size_t off, uint64_t value,
                        size_t len);
+/* Stores the autoclear bits as s has them, flushed. */
+int qcow2_store_autoclear(BlockDriverState *bs);
 /*
  * Reports corruption: prints it, sets the corrupt bit (read-write v3
  * images) and makes every later request fail. Returns -EIO. Under lock.
