@@ -1652,8 +1652,8 @@ static void test_kill_leaves_no_corruption(void)
         kill_child(pid);
         close(fd);
         /*
-         * 0: clean; 3: leaked clusters only, of allocations in flight.
-         * Never corruption (2).
+         * 0: clean; 3: leaked clusters only (docs/devel/qcow2.md, "What
+         * a crash leaves"). Never corruption (2).
          */
         status = sh(&out, "qemu-img check crash.qcow2");
         if (status != 0 && status != 3) {
